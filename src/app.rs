@@ -1,0 +1,75 @@
+//! `exactly run`: logging, the start-up check, the HTTP server, signal
+//! handling and the workers, wired together.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::Settings;
+use crate::engine::run_workers;
+use crate::kafka::check_cluster;
+use crate::shutdown::Shutdown;
+use crate::telemetry::{serve, Health, Metrics};
+
+/// How long the start-up check waits for the cluster to answer.
+const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the daemon until a signal or a fatal error. `Ok` means a graceful stop.
+pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let health = Health::new(settings.processing.workers);
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        guarantee = %settings.processing.guarantee,
+        group = %settings.kafka.group_id,
+        transactional_id = %settings.base_transactional_id(),
+        workers = settings.processing.workers,
+        "starting exactly"
+    );
+    let listen: SocketAddr = settings.http.listen.parse()?;
+    let stop = shutdown.clone();
+    let http = serve(listen, metrics.clone(), health.clone(), async move {
+        stop.requested().await
+    })
+    .await?;
+
+    let check = settings.clone();
+    tokio::task::spawn_blocking(move || check_cluster(&check, STARTUP_CHECK_TIMEOUT)).await??;
+
+    let result = run_workers(&settings, &metrics, &health, &shutdown).await;
+    shutdown.request();
+    let _ = http.await;
+    result
+}
+
+/// Requests a stop on the first SIGTERM or SIGINT; a second one exits at
+/// once (the open transaction is then aborted by the next replica's
+/// `init_transactions`, or by the transaction timeout).
+pub fn install_signal_handlers(shutdown: Shutdown) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                    return;
+                }
+            };
+        let mut seen = 0;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = tokio::signal::ctrl_c() => {},
+            }
+            seen += 1;
+            if seen == 1 {
+                tracing::info!(
+                    "stop requested: finishing the open transaction and leaving the group"
+                );
+                shutdown.request();
+            } else {
+                tracing::warn!("second stop signal: exiting now");
+                std::process::exit(130);
+            }
+        }
+    });
+}

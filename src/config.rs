@@ -1,0 +1,507 @@
+//! Typed configuration: a TOML file plus `EXACTLY__SECTION__KEY` environment
+//! overrides, validated before anything touches Kafka.
+//!
+//! Every error names the key that is wrong and what would be right; the CLI
+//! turns them into exit code 2.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment overrides: `EXACTLY__KAFKA__BOOTSTRAP_SERVERS`.
+pub const ENV_PREFIX: &str = "EXACTLY";
+const ENV_PREFIX_SEP: &str = "EXACTLY__";
+
+/// The whole configuration of one daemon process.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Where the cluster is and who this replica is.
+    pub kafka: KafkaSettings,
+    /// What to read.
+    pub input: InputSettings,
+    /// Where results go by default.
+    pub output: OutputSettings,
+    /// Delivery guarantee and transaction sizing.
+    #[serde(default)]
+    pub processing: ProcessingSettings,
+    /// The HTTP endpoint for metrics and probes.
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// Log format and level.
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+/// `[kafka]`: the cluster, the consumer group and this replica's identity.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Comma-separated `host:port` list of brokers to bootstrap from.
+    pub bootstrap_servers: String,
+    /// Consumer group shared by all replicas of one deployment.
+    pub group_id: String,
+    /// Stable identity of this replica's transactional producer(s). A
+    /// restarted replica must come back with the same id, so that it fences
+    /// its dead predecessor and aborts its open transaction at once.
+    /// Default: `<group_id>-<hostname>`.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+    /// librdkafka consumer properties, passed through unchanged.
+    #[serde(default)]
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka producer properties, passed through unchanged.
+    #[serde(default)]
+    pub producer: BTreeMap<String, String>,
+}
+
+/// `[input]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSettings {
+    /// Topics to consume; all replicas share their partitions.
+    pub topics: Vec<String>,
+}
+
+/// `[output]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSettings {
+    /// Topic that records go to unless a transform step routes them elsewhere.
+    pub topic: String,
+}
+
+/// Which delivery guarantee the daemon keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum Guarantee {
+    /// Outputs and input offsets commit in one Kafka transaction.
+    ExactlyOnce,
+    /// Outputs are acknowledged, then offsets are committed by the consumer;
+    /// a crash in between duplicates outputs.
+    AtLeastOnce,
+}
+
+impl TryFrom<String> for Guarantee {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "exactly_once" => Ok(Guarantee::ExactlyOnce),
+            "at_least_once" => Ok(Guarantee::AtLeastOnce),
+            other => Err(format!(
+                "`{other}` is not a guarantee; use \"exactly_once\" or \"at_least_once\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Guarantee::ExactlyOnce => "exactly_once",
+            Guarantee::AtLeastOnce => "at_least_once",
+        })
+    }
+}
+
+/// `[processing]`: the guarantee and when a transaction closes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingSettings {
+    /// `exactly_once` (default) or `at_least_once`.
+    pub guarantee: Guarantee,
+    /// A transaction closes this long after it began ...
+    pub commit_interval_ms: u64,
+    /// ... or once it holds this many input records ...
+    pub max_batch_records: usize,
+    /// ... or this many bytes of input (key + value), whichever comes first.
+    pub max_batch_bytes: usize,
+    /// Workers in this process: each is one consumer and one transactional
+    /// producer on its own thread, with its own transactional id suffix.
+    pub workers: usize,
+    /// Upper bound for a graceful stop (SIGTERM/SIGINT): finish the open
+    /// transaction, leave the group, exit.
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Default for ProcessingSettings {
+    fn default() -> Self {
+        ProcessingSettings {
+            guarantee: Guarantee::ExactlyOnce,
+            commit_interval_ms: 100,
+            max_batch_records: 10_000,
+            max_batch_bytes: 16 * 1024 * 1024,
+            workers: 1,
+            shutdown_timeout_ms: 8_000,
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Address for `/metrics`, `/healthz` and `/readyz`.
+    pub listen: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: "0.0.0.0:9464".to_owned(),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+impl TryFrom<String> for LogFormat {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "`{other}` is not a log format; use \"text\" or \"json\""
+            )),
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `exactly=debug,rdkafka=warn`;
+    /// `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// A configuration problem, reported before anything touches Kafka.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read or is not TOML.
+    #[error("cannot read configuration {path}: {message}")]
+    Source { path: String, message: String },
+    /// A key is unknown, missing or has a value of the wrong kind.
+    #[error("invalid configuration at `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Passthrough properties that would break the exactly-once contract if a
+/// user could set them; the daemon sets them itself.
+const CONSUMER_OWNED: &[(&str, &str)] = &[
+    (
+        "isolation.level",
+        "the daemon always reads with read_committed",
+    ),
+    (
+        "enable.auto.commit",
+        "offsets are committed by the daemon, inside the transaction",
+    ),
+    (
+        "enable.auto.offset.store",
+        "the daemon tracks positions itself",
+    ),
+    ("group.id", "set it as kafka.group_id"),
+    ("bootstrap.servers", "set it as kafka.bootstrap_servers"),
+];
+const PRODUCER_OWNED_EXACTLY_ONCE: &[(&str, &str)] = &[
+    (
+        "transactional.id",
+        "set it as kafka.transactional_id (stable per replica)",
+    ),
+    (
+        "enable.idempotence",
+        "transactions require the idempotent producer",
+    ),
+    ("acks", "transactions require acks=all"),
+    ("bootstrap.servers", "set it as kafka.bootstrap_servers"),
+];
+const PRODUCER_OWNED_AT_LEAST_ONCE: &[(&str, &str)] = &[
+    (
+        "transactional.id",
+        "at_least_once mode does not use transactions",
+    ),
+    ("bootstrap.servers", "set it as kafka.bootstrap_servers"),
+];
+
+impl Settings {
+    /// Reads `path`, applies environment overrides from the process
+    /// environment, and validates the result.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// [`Settings::load`] with an explicit environment, for tests.
+    pub fn load_with_env(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Source {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, env).map_err(|e| match e {
+            ConfigError::Source { message, .. } => ConfigError::Source {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text with environment overrides and validates it.
+    pub fn parse(
+        toml_text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX_SEP))
+            .collect();
+        let layered = config::Config::builder()
+            .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix(ENV_PREFIX)
+                    .prefix_separator("__")
+                    .separator("__")
+                    .list_separator(",")
+                    .with_list_parse_key("input.topics")
+                    .try_parsing(true)
+                    .source(Some(env)),
+            )
+            .build()
+            .map_err(|e| ConfigError::Source {
+                path: "<text>".to_owned(),
+                message: e.to_string(),
+            })?;
+        let mut settings: Settings = serde_path_to_error::deserialize(layered).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            invalid(
+                if key == "." { "<root>".to_owned() } else { key },
+                strip_key_suffix(&message),
+            )
+        })?;
+        settings.kafka.consumer = dotted_keys(std::mem::take(&mut settings.kafka.consumer));
+        settings.kafka.producer = dotted_keys(std::mem::take(&mut settings.kafka.producer));
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the rules that types alone cannot express.
+    fn validate(&self) -> Result<(), ConfigError> {
+        non_empty("kafka.bootstrap_servers", &self.kafka.bootstrap_servers)?;
+        non_empty("kafka.group_id", &self.kafka.group_id)?;
+        if let Some(id) = &self.kafka.transactional_id {
+            non_empty("kafka.transactional_id", id)?;
+        }
+        if self.input.topics.is_empty() {
+            return Err(invalid(
+                "input.topics",
+                "name at least one topic to consume",
+            ));
+        }
+        for (i, t) in self.input.topics.iter().enumerate() {
+            check_topic_name(&format!("input.topics[{i}]"), t)?;
+        }
+        check_topic_name("output.topic", &self.output.topic)?;
+        if self.input.topics.contains(&self.output.topic) {
+            return Err(invalid(
+                "output.topic",
+                format!(
+                    "`{}` is also an input topic; the daemon would consume its own output forever",
+                    self.output.topic
+                ),
+            ));
+        }
+        let p = &self.processing;
+        positive("processing.commit_interval_ms", p.commit_interval_ms)?;
+        positive("processing.max_batch_records", p.max_batch_records as u64)?;
+        positive("processing.max_batch_bytes", p.max_batch_bytes as u64)?;
+        positive("processing.shutdown_timeout_ms", p.shutdown_timeout_ms)?;
+        if p.workers == 0 || p.workers > 64 {
+            return Err(invalid(
+                "processing.workers",
+                format!("must be between 1 and 64, got {}", p.workers),
+            ));
+        }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(invalid(
+                "http.listen",
+                format!(
+                    "`{}` is not a socket address such as 0.0.0.0:9464",
+                    self.http.listen
+                ),
+            ));
+        }
+        for (key, why) in CONSUMER_OWNED {
+            if self.kafka.consumer.contains_key(*key) {
+                return Err(invalid(
+                    format!("kafka.consumer.\"{key}\""),
+                    format!("this property is managed by exactly and cannot be set: {why}"),
+                ));
+            }
+        }
+        let producer_owned = match p.guarantee {
+            Guarantee::ExactlyOnce => PRODUCER_OWNED_EXACTLY_ONCE,
+            Guarantee::AtLeastOnce => PRODUCER_OWNED_AT_LEAST_ONCE,
+        };
+        for (key, why) in producer_owned {
+            if self.kafka.producer.contains_key(*key) {
+                return Err(invalid(
+                    format!("kafka.producer.\"{key}\""),
+                    format!("this property is managed by exactly and cannot be set: {why}"),
+                ));
+            }
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(invalid(
+                "log.level",
+                format!(
+                    "`{}` is not a tracing filter such as `info` or `exactly=debug`: {e}",
+                    self.log.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The transactional id this replica's producers derive theirs from.
+    pub fn base_transactional_id(&self) -> String {
+        match &self.kafka.transactional_id {
+            Some(id) => id.clone(),
+            None => {
+                let host = hostname::get()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| "localhost".to_owned());
+                format!("{}-{}", self.kafka.group_id, host)
+            }
+        }
+    }
+
+    /// The transactional id of worker `index`: the base id itself when the
+    /// process runs one worker, `<base>-w<index>` otherwise.
+    pub fn worker_transactional_id(&self, index: usize) -> String {
+        let base = self.base_transactional_id();
+        if self.processing.workers == 1 {
+            base
+        } else {
+            format!("{base}-w{index}")
+        }
+    }
+
+    /// The effective settings as TOML, with secret-looking values masked.
+    pub fn to_masked_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.kafka.transactional_id = Some(self.base_transactional_id());
+        for map in [&mut shown.kafka.consumer, &mut shown.kafka.producer] {
+            for (k, v) in map.iter_mut() {
+                if is_secret_key(k) {
+                    *v = "********".to_owned();
+                }
+            }
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// librdkafka properties whose values must never be printed.
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password")
+        || k.contains("secret")
+        || k.ends_with(".key.pem")
+        || k.contains("token")
+        || k == "sasl.oauthbearer.config"
+}
+
+fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        Err(invalid(key, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        Err(invalid(key, "must be greater than 0"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Kafka's own rule: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn check_topic_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    let legal = !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if legal {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("`{name}` is not a legal Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)"),
+        ))
+    }
+}
+
+/// Environment names cannot hold dots and librdkafka property names hold no
+/// underscores, so inside the passthrough tables an underscore stands for a
+/// dot: `EXACTLY__KAFKA__CONSUMER__SESSION_TIMEOUT_MS` sets `session.timeout.ms`.
+fn dotted_keys(map: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    map.into_iter()
+        .map(|(k, v)| (k.replace('_', "."), v))
+        .collect()
+}
+
+/// `config` appends " for key `a.b`" to its messages; our error names the key
+/// already.
+fn strip_key_suffix(message: &str) -> String {
+    match message.find(" for key `") {
+        Some(at) => {
+            let rest = &message[at + " for key `".len()..];
+            let after = rest.find('`').map(|i| &rest[i + 1..]).unwrap_or("");
+            format!("{}{}", &message[..at], after)
+        }
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,250 @@
+use super::*;
+
+/// The minimal file from the documentation, verbatim.
+const MINIMAL: &str = r#"
+[kafka]
+bootstrap_servers = "127.0.0.1:9092"
+group_id = "orders-enricher"
+transactional_id = "orders-enricher-0"   # stable per replica; default derived from the hostname
+
+[kafka.consumer]   # optional: librdkafka consumer properties, passed through
+"session.timeout.ms" = "6000"
+
+[kafka.producer]   # optional: librdkafka producer properties, passed through
+
+[input]
+topics = ["orders"]
+
+[output]
+topic = "orders-enriched"
+
+[processing]
+guarantee = "exactly_once"     # or "at_least_once"
+commit_interval_ms = 100       # a transaction closes after this long ...
+max_batch_records = 10000      # ... or after this many records, whichever comes first
+
+[http]
+listen = "0.0.0.0:9464"
+"#;
+
+fn no_env() -> Vec<(String, String)> {
+    Vec::new()
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn err_of(text: &str, env: Vec<(String, String)>) -> (String, String) {
+    match Settings::parse(text, env) {
+        Err(ConfigError::Invalid { key, message }) => (key, message),
+        Err(other) => panic!("expected an invalid-key error, got {other}"),
+        Ok(_) => panic!("expected an error"),
+    }
+}
+
+#[test]
+fn the_documented_minimal_file_parses_as_written() {
+    let s = Settings::parse(MINIMAL, no_env()).unwrap();
+    assert_eq!(s.kafka.bootstrap_servers, "127.0.0.1:9092");
+    assert_eq!(
+        s.kafka.transactional_id.as_deref(),
+        Some("orders-enricher-0")
+    );
+    assert_eq!(s.kafka.consumer["session.timeout.ms"], "6000");
+    assert_eq!(s.input.topics, vec!["orders"]);
+    assert_eq!(s.processing.guarantee, Guarantee::ExactlyOnce);
+    assert_eq!(s.processing.commit_interval_ms, 100);
+    assert_eq!(s.processing.max_batch_records, 10_000);
+    assert_eq!(s.processing.workers, 1);
+}
+
+#[test]
+fn the_shipped_config_file_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config/exactly.toml");
+    Settings::load_with_env(Path::new(path), no_env()).unwrap();
+}
+
+#[test]
+fn environment_overrides_every_kind_of_key() {
+    let s = Settings::parse(
+        MINIMAL,
+        env(&[
+            ("EXACTLY__KAFKA__BOOTSTRAP_SERVERS", "kafka:9092"),
+            ("EXACTLY__KAFKA__TRANSACTIONAL_ID", "42"),
+            ("EXACTLY__PROCESSING__WORKERS", "3"),
+            ("EXACTLY__PROCESSING__GUARANTEE", "at_least_once"),
+            ("EXACTLY__INPUT__TOPICS", "a,b"),
+            ("EXACTLY__KAFKA__CONSUMER__FETCH_MAX_BYTES", "1048576"),
+            ("EXACTLY__LOG__FORMAT", "json"),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.kafka.bootstrap_servers, "kafka:9092");
+    assert_eq!(s.kafka.transactional_id.as_deref(), Some("42"));
+    assert_eq!(s.processing.workers, 3);
+    assert_eq!(s.processing.guarantee, Guarantee::AtLeastOnce);
+    assert_eq!(s.input.topics, vec!["a", "b"]);
+    assert_eq!(s.kafka.consumer["fetch.max.bytes"], "1048576");
+    assert_eq!(s.kafka.consumer["session.timeout.ms"], "6000");
+    assert_eq!(s.log.format, LogFormat::Json);
+}
+
+#[test]
+fn an_unknown_key_is_named() {
+    let (key, msg) = err_of(
+        &MINIMAL.replace("commit_interval_ms", "commit_intervall_ms"),
+        no_env(),
+    );
+    assert_eq!(key, "processing.commit_intervall_ms");
+    assert!(msg.contains("unknown field"), "{msg}");
+    assert!(
+        msg.contains("commit_interval_ms"),
+        "should list the allowed keys: {msg}"
+    );
+}
+
+#[test]
+fn an_unknown_section_is_named() {
+    let (key, _) = err_of(&format!("{MINIMAL}\n[outptu]\ntopic = \"x\"\n"), no_env());
+    assert_eq!(key, "outptu");
+}
+
+#[test]
+fn a_value_of_the_wrong_type_is_named() {
+    let (key, msg) = err_of(&MINIMAL.replace("= 10000", "= \"many\""), no_env());
+    assert_eq!(key, "processing.max_batch_records");
+    assert!(msg.contains("many"), "{msg}");
+}
+
+#[test]
+fn a_wrong_environment_value_is_named() {
+    let (key, msg) = err_of(MINIMAL, env(&[("EXACTLY__PROCESSING__WORKERS", "lots")]));
+    assert_eq!(key, "processing.workers");
+    assert!(msg.contains("environment"), "{msg}");
+}
+
+#[test]
+fn an_unknown_guarantee_lists_the_allowed_ones() {
+    let (key, msg) = err_of(
+        &MINIMAL.replace("\"exactly_once\"", "\"exactly\""),
+        no_env(),
+    );
+    assert_eq!(key, "processing.guarantee");
+    assert!(
+        msg.contains("exactly_once") && msg.contains("at_least_once"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_missing_required_key_is_named() {
+    let (key, msg) = err_of(
+        &MINIMAL.replace("group_id = \"orders-enricher\"", ""),
+        no_env(),
+    );
+    assert!(key.starts_with("kafka"), "{key}");
+    assert!(msg.contains("group_id"), "{msg}");
+}
+
+#[test]
+fn out_of_range_values_are_refused() {
+    for (needle, replacement, key) in [
+        (
+            "commit_interval_ms = 100",
+            "commit_interval_ms = 0",
+            "processing.commit_interval_ms",
+        ),
+        (
+            "max_batch_records = 10000",
+            "max_batch_records = 0",
+            "processing.max_batch_records",
+        ),
+        (
+            "[processing]",
+            "[processing]\nworkers = 0",
+            "processing.workers",
+        ),
+        ("0.0.0.0:9464", "localhost", "http.listen"),
+        ("topics = [\"orders\"]", "topics = []", "input.topics"),
+        (
+            "topic = \"orders-enriched\"",
+            "topic = \"bad topic\"",
+            "output.topic",
+        ),
+        (
+            "topic = \"orders-enriched\"",
+            "topic = \"orders\"",
+            "output.topic",
+        ),
+        (
+            "bootstrap_servers = \"127.0.0.1:9092\"",
+            "bootstrap_servers = \"\"",
+            "kafka.bootstrap_servers",
+        ),
+    ] {
+        let text = MINIMAL.replace(needle, replacement);
+        assert_ne!(text, MINIMAL, "{needle} not found");
+        let (got, _) = err_of(&text, no_env());
+        assert_eq!(got, key, "for {replacement}");
+    }
+}
+
+#[test]
+fn properties_that_would_break_the_guarantee_are_refused() {
+    for (section, prop) in [
+        ("[kafka.consumer]", "isolation.level"),
+        ("[kafka.consumer]", "enable.auto.commit"),
+        ("[kafka.producer]", "transactional.id"),
+        ("[kafka.producer]", "enable.idempotence"),
+    ] {
+        let text = MINIMAL.replace(section, &format!("{section}\n\"{prop}\" = \"x\""));
+        let (key, msg) = err_of(&text, no_env());
+        assert!(key.contains(prop), "{key}");
+        assert!(msg.contains("managed by exactly"), "{msg}");
+    }
+}
+
+#[test]
+fn at_least_once_may_tune_idempotence() {
+    let text = MINIMAL
+        .replace("\"exactly_once\"", "\"at_least_once\"")
+        .replace(
+            "[kafka.producer]",
+            "[kafka.producer]\n\"enable.idempotence\" = \"false\"",
+        );
+    Settings::parse(&text, no_env()).unwrap();
+}
+
+#[test]
+fn transactional_ids_are_stable_and_distinct_per_worker() {
+    let mut s = Settings::parse(MINIMAL, no_env()).unwrap();
+    assert_eq!(s.worker_transactional_id(0), "orders-enricher-0");
+    s.processing.workers = 2;
+    assert_eq!(s.worker_transactional_id(0), "orders-enricher-0-w0");
+    assert_eq!(s.worker_transactional_id(1), "orders-enricher-0-w1");
+    s.kafka.transactional_id = None;
+    let derived = s.base_transactional_id();
+    assert!(derived.starts_with("orders-enricher-"), "{derived}");
+    assert_eq!(
+        derived,
+        s.base_transactional_id(),
+        "derived id must be stable"
+    );
+}
+
+#[test]
+fn secrets_are_masked_in_the_effective_settings() {
+    let text = MINIMAL.replace(
+        "[kafka.producer]",
+        "[kafka.producer]\n\"sasl.password\" = \"hunter2\"\n\"sasl.username\" = \"alice\"",
+    );
+    let shown = Settings::parse(&text, no_env()).unwrap().to_masked_toml();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("********"));
+    assert!(shown.contains("alice"));
+}

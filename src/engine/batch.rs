@@ -1,0 +1,201 @@
+//! When a transaction closes: after `max_batch_records` input records,
+//! `max_batch_bytes` of input, or `commit_interval_ms` after it began —
+//! whichever comes first.
+
+use std::time::{Duration, Instant};
+
+use crate::config::ProcessingSettings;
+
+/// The three limits of one transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchPolicy {
+    /// Input records per transaction.
+    pub max_records: usize,
+    /// Input bytes (key + value) per transaction.
+    pub max_bytes: usize,
+    /// Age of a transaction at which it commits.
+    pub interval: Duration,
+}
+
+impl From<&ProcessingSettings> for BatchPolicy {
+    fn from(p: &ProcessingSettings) -> Self {
+        BatchPolicy {
+            max_records: p.max_batch_records,
+            max_bytes: p.max_batch_bytes,
+            interval: Duration::from_millis(p.commit_interval_ms),
+        }
+    }
+}
+
+/// The open transaction's bookkeeping: its age, size, outputs, and the input
+/// partitions it consumed from (whose positions it will commit).
+#[derive(Debug, Default)]
+pub struct Batch {
+    started: Option<Instant>,
+    records: usize,
+    bytes: usize,
+    outputs: u64,
+    partitions: Vec<(String, i32)>,
+}
+
+impl Batch {
+    /// Whether a transaction is open.
+    pub fn is_open(&self) -> bool {
+        self.started.is_some()
+    }
+
+    /// Opens a transaction at `now`.
+    pub fn open(&mut self, now: Instant) {
+        debug_assert!(!self.is_open());
+        self.started = Some(now);
+    }
+
+    /// When the open transaction began.
+    pub fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
+    /// Counts one input record of `bytes` from `topic`/`partition` that
+    /// produced `outputs` records.
+    pub fn add(&mut self, topic: &str, partition: i32, bytes: usize, outputs: usize) {
+        self.records += 1;
+        self.bytes += bytes;
+        self.outputs += outputs as u64;
+        if !self
+            .partitions
+            .iter()
+            .any(|(t, p)| *p == partition && t == topic)
+        {
+            self.partitions.push((topic.to_owned(), partition));
+        }
+    }
+
+    /// Input records in the open transaction.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Output records in the open transaction.
+    pub fn outputs(&self) -> u64 {
+        self.outputs
+    }
+
+    /// Input partitions the open transaction consumed from.
+    pub fn partitions(&self) -> &[(String, i32)] {
+        &self.partitions
+    }
+
+    /// Whether the open transaction must commit now.
+    pub fn is_due(&self, policy: &BatchPolicy, now: Instant) -> bool {
+        match self.started {
+            None => false,
+            Some(t) => {
+                self.records >= policy.max_records
+                    || self.bytes >= policy.max_bytes
+                    || now.duration_since(t) >= policy.interval
+            }
+        }
+    }
+
+    /// How long until the open transaction is due; `idle` when none is open.
+    pub fn time_left(&self, policy: &BatchPolicy, now: Instant, idle: Duration) -> Duration {
+        match self.started {
+            None => idle,
+            Some(t) => (t + policy.interval)
+                .saturating_duration_since(now)
+                .min(idle),
+        }
+    }
+
+    /// Forgets the transaction (after a commit or an abort).
+    pub fn reset(&mut self) {
+        self.started = None;
+        self.records = 0;
+        self.bytes = 0;
+        self.outputs = 0;
+        self.partitions.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> BatchPolicy {
+        BatchPolicy {
+            max_records: 3,
+            max_bytes: 100,
+            interval: Duration::from_millis(100),
+        }
+    }
+
+    #[test]
+    fn a_closed_batch_is_never_due() {
+        let b = Batch::default();
+        assert!(!b.is_due(&policy(), Instant::now() + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn closes_on_record_count() {
+        let now = Instant::now();
+        let mut b = Batch::default();
+        b.open(now);
+        b.add("t", 0, 1, 1);
+        b.add("t", 0, 1, 1);
+        assert!(!b.is_due(&policy(), now));
+        b.add("t", 1, 1, 1);
+        assert!(b.is_due(&policy(), now));
+    }
+
+    #[test]
+    fn closes_on_bytes() {
+        let now = Instant::now();
+        let mut b = Batch::default();
+        b.open(now);
+        b.add("t", 0, 99, 1);
+        assert!(!b.is_due(&policy(), now));
+        b.add("t", 0, 1, 1);
+        assert!(b.is_due(&policy(), now));
+    }
+
+    #[test]
+    fn closes_on_age() {
+        let now = Instant::now();
+        let mut b = Batch::default();
+        b.open(now);
+        assert!(!b.is_due(&policy(), now + Duration::from_millis(99)));
+        assert!(b.is_due(&policy(), now + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn time_left_counts_down_from_the_interval() {
+        let now = Instant::now();
+        let idle = Duration::from_millis(500);
+        let mut b = Batch::default();
+        assert_eq!(b.time_left(&policy(), now, idle), idle);
+        b.open(now);
+        assert_eq!(
+            b.time_left(&policy(), now + Duration::from_millis(30), idle),
+            Duration::from_millis(70)
+        );
+        assert_eq!(
+            b.time_left(&policy(), now + Duration::from_secs(1), idle),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn partitions_are_listed_once_each() {
+        let mut b = Batch::default();
+        b.open(Instant::now());
+        b.add("a", 0, 1, 1);
+        b.add("a", 0, 1, 2);
+        b.add("a", 1, 1, 0);
+        b.add("b", 0, 1, 1);
+        assert_eq!(b.partitions().len(), 3);
+        assert_eq!(b.outputs(), 4);
+        b.reset();
+        assert!(!b.is_open());
+        assert!(b.partitions().is_empty());
+    }
+}

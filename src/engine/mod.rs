@@ -1,0 +1,66 @@
+//! The exactly-once loop and its parts.
+//!
+//! - [`worker`]: one consumer + one transactional producer on an OS thread.
+//! - [`rebalance`]: the consumer context; aborts on revoke and loss.
+//! - [`transaction`]: the producer and the transaction calls of each guarantee.
+//! - [`batch`]: when a transaction closes.
+//! - [`offsets`]: positions to commit, and rewinding to committed offsets.
+//! - [`errors`]: librdkafka error classes mapped to retry / abort / fatal.
+
+pub mod batch;
+pub mod errors;
+pub mod offsets;
+pub mod rebalance;
+pub mod transaction;
+pub mod worker;
+
+use anyhow::anyhow;
+use tokio::sync::mpsc;
+
+use crate::config::Settings;
+use crate::shutdown::Shutdown;
+use crate::telemetry::{Health, Metrics};
+use worker::{run_worker, WorkerSpec};
+
+/// Starts `processing.workers` workers and waits for all of them. Returns
+/// the first fatal error; a fatal error in one worker stops the others.
+pub async fn run_workers(
+    settings: &Settings,
+    metrics: &Metrics,
+    health: &Health,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    for index in 0..settings.processing.workers {
+        let spec = WorkerSpec {
+            index,
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+            health: health.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || {
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_worker(spec)))
+                        .unwrap_or_else(|_| Err(anyhow!("worker {index} panicked")));
+                let _ = tx.send(result);
+            })?;
+    }
+    drop(tx);
+    let mut first_error = None;
+    while let Some(result) = rx.recv().await {
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "worker failed; stopping the others");
+            health.set_failed();
+            shutdown.request();
+            first_error.get_or_insert(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,288 @@
+//! The output side of a worker: one producer, and the transaction calls of
+//! the chosen guarantee, each retried, aborted or escalated as librdkafka's
+//! error class says.
+//!
+//! - `exactly_once`: `begin_transaction`, produce, `send_offsets_to_transaction`
+//!   with the consumer's group metadata, `commit_transaction`.
+//! - `at_least_once`: produce, flush (wait for every acknowledgement), then
+//!   commit the positions through the consumer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use super::errors::{action_for, Action};
+use crate::config::Guarantee;
+use crate::transform::Record;
+
+/// How a transaction call ended when it did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnFailure {
+    /// The transaction must be aborted; the worker rewinds and carries on.
+    #[error("{0}")]
+    Abortable(String),
+    /// The producer is fenced or in an unknown state; the worker must stop.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// How long one librdkafka call may block before it is retried.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a retriable call keeps being retried before the worker gives up.
+const RETRY_BUDGET: Duration = Duration::from_secs(60);
+
+/// Counts failed deliveries, which at_least_once mode must see before it
+/// commits offsets (in exactly_once mode `commit_transaction` fails on them).
+#[derive(Default)]
+pub struct DeliveryContext {
+    failures: AtomicU64,
+    first_failure: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((err, msg)) = result {
+            use rdkafka::Message;
+            if self.failures.fetch_add(1, Ordering::AcqRel) == 0 {
+                let text = format!(
+                    "delivery to {}[{}] failed: {err}",
+                    msg.topic(),
+                    msg.partition()
+                );
+                *self.first_failure.lock().expect("delivery failure lock") = Some(text);
+            }
+        }
+    }
+}
+
+impl DeliveryContext {
+    /// Failed deliveries since the last call, with the first one's message.
+    fn take_failures(&self) -> Option<(u64, String)> {
+        let n = self.failures.swap(0, Ordering::AcqRel);
+        let first = self
+            .first_failure
+            .lock()
+            .expect("delivery failure lock")
+            .take();
+        (n > 0).then(|| (n, first.unwrap_or_default()))
+    }
+}
+
+/// One worker's producer and the transaction protocol around it.
+pub struct Output {
+    producer: ThreadedProducer<DeliveryContext>,
+    guarantee: Guarantee,
+    default_topic: String,
+}
+
+impl Output {
+    /// Wraps `producer`; records without a topic go to `default_topic`.
+    pub fn new(
+        producer: ThreadedProducer<DeliveryContext>,
+        guarantee: Guarantee,
+        default_topic: String,
+    ) -> Self {
+        Output {
+            producer,
+            guarantee,
+            default_topic,
+        }
+    }
+
+    /// The guarantee this output keeps.
+    pub fn guarantee(&self) -> Guarantee {
+        self.guarantee
+    }
+
+    /// `init_transactions`: fences any earlier producer with the same
+    /// transactional id and aborts its open transaction. Retried while
+    /// librdkafka says it can be.
+    pub fn init(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
+        if self.guarantee == Guarantee::AtLeastOnce {
+            return Ok(());
+        }
+        retry("init_transactions", stop, || {
+            self.producer.init_transactions(CALL_TIMEOUT)
+        })
+        .map_err(|f| match f {
+            // Nothing is open yet, so "abortable" cannot apply; a producer
+            // that cannot initialise is not usable.
+            TxnFailure::Abortable(m) => TxnFailure::Fatal(m),
+            fatal => fatal,
+        })
+    }
+
+    /// Starts a transaction (exactly_once) or a batch (at_least_once).
+    pub fn begin(&self) -> Result<(), TxnFailure> {
+        if self.guarantee == Guarantee::AtLeastOnce {
+            // Forget failures of deliveries from before this batch.
+            let _ = self.producer.context().take_failures();
+            return Ok(());
+        }
+        self.producer
+            .begin_transaction()
+            .map_err(|e| classify_once("begin_transaction", e))
+    }
+
+    /// Produces `record` asynchronously; the commit waits for its
+    /// acknowledgement. Waits for room when librdkafka's queue is full.
+    pub fn send(&self, record: &Record) -> Result<(), TxnFailure> {
+        let topic = record.topic.as_deref().unwrap_or(&self.default_topic);
+        let mut base: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic);
+        if let Some(k) = &record.key {
+            base = base.key(k.as_slice());
+        }
+        if let Some(v) = &record.value {
+            base = base.payload(v.as_slice());
+        }
+        if let Some(ts) = record.timestamp {
+            base = base.timestamp(ts);
+        }
+        if !record.headers.is_empty() {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for h in &record.headers {
+                headers = headers.insert(KafkaHeader {
+                    key: &h.key,
+                    value: h.value.as_deref(),
+                });
+            }
+            base = base.headers(headers);
+        }
+        loop {
+            match self.producer.send(base) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    // The producer thread drains the queue as acknowledgements
+                    // arrive; wait for one to make room.
+                    self.producer.poll(Duration::from_millis(10));
+                    base = back;
+                }
+                Err((e, _)) => {
+                    return Err(match action_for(&e) {
+                        Action::Fatal => TxnFailure::Fatal(format!("produce to {topic}: {e}")),
+                        _ => TxnFailure::Abortable(format!("produce to {topic}: {e}")),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Commits `offsets` together with everything produced since `begin`.
+    pub fn commit<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        offsets: &TopicPartitionList,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(), TxnFailure> {
+        match self.guarantee {
+            Guarantee::ExactlyOnce => {
+                let metadata = consumer.group_metadata().ok_or_else(|| {
+                    TxnFailure::Abortable("the consumer has no group metadata yet".to_owned())
+                })?;
+                if offsets.count() > 0 {
+                    retry("send_offsets_to_transaction", stop, || {
+                        self.producer
+                            .send_offsets_to_transaction(offsets, &metadata, CALL_TIMEOUT)
+                    })?;
+                }
+                retry("commit_transaction", stop, || {
+                    self.producer.commit_transaction(CALL_TIMEOUT)
+                })
+                .map_err(|f| self.with_delivery_cause(f))
+            }
+            Guarantee::AtLeastOnce => {
+                retry("flush", stop, || self.producer.flush(CALL_TIMEOUT))?;
+                if let Some((n, first)) = self.producer.context().take_failures() {
+                    return Err(TxnFailure::Abortable(format!(
+                        "{n} output record(s) were not delivered; first: {first}"
+                    )));
+                }
+                if offsets.count() > 0 {
+                    retry("commit offsets", stop, || {
+                        consumer.commit(offsets, CommitMode::Sync)
+                    })?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Aborts the open transaction: its records stay invisible to
+    /// read_committed readers. In at_least_once mode, records not yet sent
+    /// are dropped from the queue (they will be produced again after the
+    /// rewind); those already sent stay — that is at-least-once.
+    pub fn abort(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
+        match self.guarantee {
+            Guarantee::ExactlyOnce => retry("abort_transaction", stop, || {
+                self.producer.abort_transaction(CALL_TIMEOUT)
+            })
+            .map_err(|f| match f {
+                // An abort that itself needs aborting leaves the producer in
+                // an unknown state.
+                TxnFailure::Abortable(m) => TxnFailure::Fatal(m),
+                fatal => fatal,
+            }),
+            Guarantee::AtLeastOnce => {
+                self.producer
+                    .purge(rdkafka::producer::PurgeConfig::default().queue());
+                let _ = self.producer.context().take_failures();
+                Ok(())
+            }
+        }
+    }
+
+    fn with_delivery_cause(&self, failure: TxnFailure) -> TxnFailure {
+        match (failure, self.producer.context().take_failures()) {
+            (TxnFailure::Abortable(m), Some((n, first))) => TxnFailure::Abortable(format!(
+                "{m} ({n} output record(s) not delivered; first: {first})"
+            )),
+            (f, _) => f,
+        }
+    }
+}
+
+fn classify_once(call: &str, e: KafkaError) -> TxnFailure {
+    match action_for(&e) {
+        Action::Fatal => TxnFailure::Fatal(format!("{call}: {e}")),
+        _ => TxnFailure::Abortable(format!("{call}: {e}")),
+    }
+}
+
+/// Calls `f` until it succeeds, retrying while the error is retriable (and
+/// no stop is requested and the retry budget lasts).
+fn retry(
+    call: &str,
+    stop: &dyn Fn() -> bool,
+    mut f: impl FnMut() -> Result<(), KafkaError>,
+) -> Result<(), TxnFailure> {
+    let started = Instant::now();
+    loop {
+        let err = match f() {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        match action_for(&err) {
+            Action::Retry if started.elapsed() < RETRY_BUDGET && !stop() => {
+                tracing::warn!(call, error = %err, "retrying");
+            }
+            Action::Retry => {
+                return Err(TxnFailure::Fatal(format!(
+                    "{call} did not succeed within {} s: {err}",
+                    started.elapsed().as_secs()
+                )))
+            }
+            Action::Abort => return Err(TxnFailure::Abortable(format!("{call}: {err}"))),
+            Action::Fatal => return Err(TxnFailure::Fatal(format!("{call}: {err}"))),
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Building librdkafka clients from the configuration: the properties the
+//! exactly-once contract requires, sensible defaults a user may override, and
+//! the user's passthrough properties.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+
+use crate::config::{Guarantee, Settings};
+
+/// Defaults for the consumer that users may override in `[kafka.consumer]`.
+const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
+    // A new group starts from the beginning of the input: nothing is skipped.
+    ("auto.offset.reset", "earliest"),
+    // Feeds exactly_consumer_lag.
+    ("statistics.interval.ms", "5000"),
+    ("enable.partition.eof", "false"),
+];
+
+/// Defaults for the producer that users may override in `[kafka.producer]`.
+const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
+    // Same key, same partition as Kafka's Java clients would choose.
+    ("partitioner", "murmur2_random"),
+    // An abandoned transaction (a replica that never comes back under the
+    // same id) blocks read_committed readers at most this long.
+    ("transaction.timeout.ms", "10000"),
+    ("linger.ms", "5"),
+];
+
+fn base(settings: &Settings, client_id: &str) -> ClientConfig {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &settings.kafka.bootstrap_servers)
+        .set("client.id", client_id)
+        .set_log_level(RDKafkaLogLevel::Warning);
+    cfg
+}
+
+/// The consumer of one worker: read_committed, no auto-commit, positions
+/// stored by the daemon.
+pub fn consumer_config(settings: &Settings, client_id: &str) -> ClientConfig {
+    let mut cfg = base(settings, client_id);
+    for (k, v) in CONSUMER_DEFAULTS {
+        cfg.set(*k, *v);
+    }
+    for (k, v) in &settings.kafka.consumer {
+        cfg.set(k, v);
+    }
+    // Required by the contract; config validation refuses user values for these.
+    cfg.set("group.id", &settings.kafka.group_id)
+        .set("isolation.level", "read_committed")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    cfg
+}
+
+/// The producer of one worker: transactional with `transactional_id` in
+/// exactly_once mode, idempotent in both modes.
+pub fn producer_config(
+    settings: &Settings,
+    client_id: &str,
+    transactional_id: &str,
+) -> ClientConfig {
+    let mut cfg = base(settings, client_id);
+    for (k, v) in PRODUCER_DEFAULTS {
+        if settings.processing.guarantee == Guarantee::AtLeastOnce && *k == "transaction.timeout.ms"
+        {
+            continue;
+        }
+        cfg.set(*k, *v);
+    }
+    for (k, v) in &settings.kafka.producer {
+        cfg.set(k, v);
+    }
+    match settings.processing.guarantee {
+        Guarantee::ExactlyOnce => {
+            cfg.set("transactional.id", transactional_id)
+                .set("enable.idempotence", "true")
+                .set("acks", "all");
+        }
+        Guarantee::AtLeastOnce => {
+            if !settings.kafka.producer.contains_key("enable.idempotence") {
+                cfg.set("enable.idempotence", "true");
+            }
+        }
+    }
+    cfg
+}
+
+/// Checks, before any worker starts, that the cluster answers and that every
+/// configured topic exists: a typo in a topic name is a clear error at
+/// start-up, not a silent idle daemon or an endless produce failure.
+pub fn check_cluster(settings: &Settings, timeout: Duration) -> anyhow::Result<()> {
+    let mut cfg = base(settings, "exactly-startup-check");
+    // Security and network passthrough properties apply to the probe too.
+    for (k, v) in &settings.kafka.consumer {
+        cfg.set(k, v);
+    }
+    let probe: BaseConsumer = cfg
+        .create()
+        .context("cannot create a Kafka client from [kafka] and [kafka.consumer]")?;
+    let metadata = probe.fetch_metadata(None, timeout).with_context(|| {
+        format!(
+            "cannot reach Kafka at kafka.bootstrap_servers = {} within {} s",
+            settings.kafka.bootstrap_servers,
+            timeout.as_secs()
+        )
+    })?;
+    let exists = |name: &str| {
+        metadata
+            .topics()
+            .iter()
+            .any(|t| t.name() == name && t.error().is_none())
+    };
+    for topic in &settings.input.topics {
+        if !exists(topic) {
+            bail!(
+                "input topic `{topic}` (input.topics) does not exist on the cluster at {}; create it first",
+                settings.kafka.bootstrap_servers
+            );
+        }
+    }
+    if !exists(&settings.output.topic) {
+        bail!(
+            "output topic `{}` (output.topic) does not exist on the cluster at {}; create it first",
+            settings.output.topic,
+            settings.kafka.bootstrap_servers
+        );
+    }
+    Ok(())
+}

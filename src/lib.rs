@@ -1,0 +1,30 @@
+//! **exactly** reads Kafka topics, transforms every record and writes the
+//! results back to Kafka exactly once: each input record's outputs and the
+//! input's offset commit in one producer transaction, so read_committed
+//! readers see every output once — through crashes, restarts, rebalances and
+//! scaling.
+//!
+//! # Layout
+//!
+//! - [`config`]: typed configuration — TOML plus `EXACTLY__SECTION__KEY`
+//!   environment overrides — and its validation.
+//! - [`kafka`]: librdkafka client properties (the contract's, the defaults,
+//!   the user's) and the start-up check of the cluster and topics.
+//! - [`engine`]: the exactly-once loop — workers, batches, rebalance handling,
+//!   transactions, offsets and rewinds, error classes.
+//! - [`transform`]: the [`transform::Transform`] trait, the chain of steps and
+//!   the built-in steps.
+//! - [`telemetry`]: Prometheus metrics, health and readiness, the HTTP server,
+//!   logging.
+//! - [`shutdown`]: the stop latch shared by signals, workers and the server.
+//! - [`app`]: `exactly run` — everything above wired together.
+//!
+//! The binary (`src/main.rs`) only parses the command line.
+
+pub mod app;
+pub mod config;
+pub mod engine;
+pub mod kafka;
+pub mod shutdown;
+pub mod telemetry;
+pub mod transform;
