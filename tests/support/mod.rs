@@ -1,0 +1,648 @@
+//! The real-broker test harness: one Apache Kafka broker per test binary
+//! (started by `scripts/kafka.sh`, or the one named by
+//! `EXACTLY_TEST_BOOTSTRAP`), unique topics per test, the daemon as a child
+//! process, and readers that see what a read_committed consumer sees.
+//!
+//! Every wait here waits for an observable condition (a metric, a committed
+//! offset, end of partition), bounded by a generous deadline that only turns
+//! a hang into a failure.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+/// Deadline for waits that should take seconds; exceeded only by a bug.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+pub struct Broker {
+    pub bootstrap: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// The broker shared by every test of this binary.
+pub fn broker() -> &'static Broker {
+    static BROKER: OnceLock<Broker> = OnceLock::new();
+    BROKER.get_or_init(|| {
+        if let Ok(bootstrap) = std::env::var("EXACTLY_TEST_BOOTSTRAP") {
+            return Broker {
+                bootstrap,
+                _dir: None,
+            };
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("exactly-test-broker")
+            .tempdir()
+            .expect("temp dir");
+        let out = Command::new(repo_path("scripts/kafka.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/kafka.sh");
+        assert!(out.status.success(), "scripts/kafka.sh start failed");
+        let bootstrap = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        Broker {
+            bootstrap,
+            _dir: Some(dir),
+        }
+    })
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A name no other test (or earlier run against the same broker) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+pub fn create_topic(name: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &broker().bootstrap)
+        .create()
+        .unwrap();
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let results = runtime()
+        .block_on(admin.create_topics([&topic], &AdminOptions::new()))
+        .unwrap();
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
+    }
+    // Metadata propagates asynchronously; wait until a client sees every partition.
+    let probe = consumer_config("probe").create::<BaseConsumer>().unwrap();
+    wait_until(&format!("topic {name} visible"), || {
+        probe
+            .fetch_metadata(Some(name), Duration::from_secs(5))
+            .ok()
+            .and_then(|m| m.topics().first().map(|t| t.partitions().len()))
+            == Some(partitions as usize)
+    });
+}
+
+/// Polls `cond` until it holds; panics after [`WAIT`].
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn consumer_config(group: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &broker().bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false");
+    c
+}
+
+/// An input record written by the test; its value is `<key>:<seq>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Rec {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The input of a test: `count` records over `keys` keys, `seq` header and
+/// value `k<key>:<seq>` so that per-key order can be checked.
+pub fn input_records(count: usize, keys: usize) -> Vec<Rec> {
+    (0..count)
+        .map(|i| {
+            let key = format!("k{}", i % keys);
+            Rec {
+                value: Some(format!("{key}:{i}").into_bytes()),
+                key: Some(key.into_bytes()),
+                headers: vec![
+                    ("seq".into(), Some(i.to_string().into_bytes())),
+                    ("null-header".into(), None),
+                ],
+            }
+        })
+        .collect()
+}
+
+fn producer() -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &broker().bootstrap)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap()
+}
+
+fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, r: &Rec) {
+    let mut headers = OwnedHeaders::new();
+    for (k, v) in &r.headers {
+        headers = headers.insert(Header {
+            key: k,
+            value: v.as_deref(),
+        });
+    }
+    let mut rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).headers(headers);
+    if let Some(k) = &r.key {
+        rec = rec.key(k);
+    }
+    if let Some(v) = &r.value {
+        rec = rec.payload(v);
+    }
+    let mut rec = rec;
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(_), back)) => {
+                p.poll(Duration::from_millis(10));
+                rec = back;
+            }
+            Err((e, _)) => panic!("produce: {e}"),
+        }
+    }
+}
+
+/// Writes `records` to `topic` and waits for every acknowledgement.
+pub fn produce(topic: &str, records: &[Rec]) {
+    let p = producer();
+    for r in records {
+        send(&p, topic, r);
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+}
+
+/// Writes `records` from a background thread at about `per_sec` records a
+/// second, so that faults can be injected while input still flows.
+pub fn produce_paced(topic: &str, records: Vec<Rec>, per_sec: usize) -> JoinHandle<()> {
+    let topic = topic.to_owned();
+    std::thread::spawn(move || {
+        let p = producer();
+        let start = Instant::now();
+        for (i, r) in records.iter().enumerate() {
+            send(&p, &topic, r);
+            if i % 100 == 99 {
+                // Pacing of a load generator, not synchronisation.
+                let due = start + Duration::from_secs_f64((i + 1) as f64 / per_sec as f64);
+                if let Some(d) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(d);
+                }
+            }
+        }
+        p.flush(Duration::from_secs(60)).unwrap();
+    })
+}
+
+/// What a consumer saw in an output topic.
+#[derive(Debug, Clone)]
+pub struct OutRec {
+    pub rec: Rec,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: Option<i64>,
+}
+
+/// Reads every record of `topic` visible at the given isolation level,
+/// stopping when each partition reports its end. Call it once the writers
+/// are done (no transaction open), so "end" is the real end.
+pub fn read_all(topic: &str, isolation: &str) -> Vec<OutRec> {
+    let c: BaseConsumer = consumer_config(&unique("reader"))
+        .set("isolation.level", isolation)
+        .set("enable.partition.eof", "true")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let partitions = md.topics()[0].partitions().len();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let mut at_end = vec![false; partitions];
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while at_end.iter().any(|e| !e) {
+        assert!(
+            start.elapsed() < WAIT,
+            "reading {topic} did not reach its end"
+        );
+        match c.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => at_end[p as usize] = true,
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            Some(Ok(m)) => {
+                at_end[m.partition() as usize] = false;
+                let headers = m
+                    .headers()
+                    .map(|hs| {
+                        hs.iter()
+                            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(OutRec {
+                    rec: Rec {
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().map(<[u8]>::to_vec),
+                        headers,
+                    },
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp: m.timestamp().to_millis(),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Sum over partitions of the group's committed offsets for `topic`, and of
+/// the topic's end offsets.
+pub fn committed_and_end(group: &str, topic: &str) -> (i64, i64) {
+    let c: BaseConsumer = consumer_config(group).create().unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut end = 0;
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+        end += c
+            .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+            .unwrap()
+            .1;
+    }
+    let committed = c
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .map(|t| {
+            t.elements()
+                .iter()
+                .map(|e| match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    (committed, end)
+}
+
+/// Waits until `group` has committed the end of every partition of `topic`:
+/// every input record written so far has been processed and committed.
+pub fn wait_caught_up(group: &str, topic: &str) {
+    wait_until(
+        &format!("group {group} to commit the end of {topic}"),
+        || {
+            let (committed, end) = committed_and_end(group, topic);
+            end > 0 && committed == end
+        },
+    );
+}
+
+/// How output compares with input: each input exactly once, nothing else.
+#[derive(Debug, Default)]
+pub struct Audit {
+    pub missing: usize,
+    pub duplicated: usize,
+    pub unexpected: usize,
+    pub order_violations: usize,
+}
+
+impl Audit {
+    pub fn is_exactly_once(&self) -> bool {
+        self.missing == 0 && self.duplicated == 0 && self.unexpected == 0
+    }
+}
+
+/// Compares a passthrough's output with its input: counts of each record,
+/// and per-key order of the `seq` header.
+pub fn audit(input: &[Rec], output: &[OutRec]) -> Audit {
+    let mut expected: HashMap<&Rec, usize> = HashMap::new();
+    for r in input {
+        *expected.entry(r).or_default() += 1;
+    }
+    let mut seen: HashMap<&Rec, usize> = HashMap::new();
+    for o in output {
+        *seen.entry(&o.rec).or_default() += 1;
+    }
+    let mut a = Audit::default();
+    for (r, n) in &expected {
+        let got = seen.get(r).copied().unwrap_or(0);
+        if got == 0 {
+            a.missing += n;
+        } else if got > *n {
+            a.duplicated += got - n;
+        }
+    }
+    a.unexpected = seen
+        .iter()
+        .filter(|(r, _)| !expected.contains_key(*r))
+        .map(|(_, n)| n)
+        .sum();
+    // Per key, in output offset order, seq must increase.
+    let mut by_key: BTreeMap<(i32, Vec<u8>), Vec<(i64, u64)>> = BTreeMap::new();
+    for o in output {
+        let seq = seq_of(&o.rec);
+        by_key
+            .entry((o.partition, o.rec.key.clone().unwrap_or_default()))
+            .or_default()
+            .push((o.offset, seq));
+    }
+    for (_, mut v) in by_key {
+        v.sort();
+        a.order_violations += v.windows(2).filter(|w| w[1].1 <= w[0].1).count();
+    }
+    a
+}
+
+pub fn seq_of(r: &Rec) -> u64 {
+    r.headers
+        .iter()
+        .find(|(k, _)| k == "seq")
+        .and_then(|(_, v)| v.as_ref())
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Configuration of a test daemon.
+pub struct DaemonConfig {
+    pub group: String,
+    pub input: String,
+    pub output: String,
+    pub transactional_id: String,
+    pub guarantee: &'static str,
+    pub commit_interval_ms: u64,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl DaemonConfig {
+    pub fn new(group: &str, input: &str, output: &str, transactional_id: &str) -> Self {
+        DaemonConfig {
+            group: group.into(),
+            input: input.into(),
+            output: output.into(),
+            transactional_id: transactional_id.into(),
+            guarantee: "exactly_once",
+            commit_interval_ms: 100,
+            extra_env: Vec::new(),
+        }
+    }
+
+    fn toml(&self, http_port: u16) -> String {
+        format!(
+            r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+group_id = "{group}"
+transactional_id = "{txid}"
+
+[kafka.consumer]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "500"
+
+[input]
+topics = ["{input}"]
+
+[output]
+topic = "{output}"
+
+[processing]
+guarantee = "{guarantee}"
+commit_interval_ms = {interval}
+max_batch_records = 2000
+
+[http]
+listen = "127.0.0.1:{http_port}"
+"#,
+            bootstrap = broker().bootstrap,
+            group = self.group,
+            txid = self.transactional_id,
+            input = self.input,
+            output = self.output,
+            guarantee = self.guarantee,
+            interval = self.commit_interval_ms,
+        )
+    }
+}
+
+/// A daemon running as a child process.
+pub struct Daemon {
+    child: Child,
+    pub http_port: u16,
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    pub fn start(cfg: &DaemonConfig) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let http_port = free_port();
+        let path = dir.path().join("exactly.toml");
+        std::fs::write(&path, cfg.toml(http_port)).unwrap();
+        let log = dir.path().join("daemon.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_exactly"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info,exactly=debug")
+            .envs(cfg.extra_env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start exactly");
+        Daemon {
+            child,
+            http_port,
+            log,
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// GET `path` on the daemon's HTTP port: (status, body), or None if it
+    /// does not answer yet.
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|x| x.1)
+            .unwrap_or("")
+            .to_owned();
+        Some((status, body))
+    }
+
+    /// Value of a metric sample (e.g. `exactly_records_produced_total` or
+    /// `exactly_transactions_total{outcome="committed"}`), 0 if absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        self.http_get("/metrics")
+            .and_then(|(_, body)| {
+                body.lines()
+                    .find(|l| l.starts_with(sample) && l[sample.len()..].starts_with(' '))
+                    .and_then(|l| l.rsplit(' ').next())
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+
+    pub fn wait_ready(&mut self) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "daemon exited ({status}) before ready:\n{}",
+                    self.log_text()
+                );
+            }
+            if matches!(self.http_get("/readyz"), Some((200, _))) {
+                return;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "daemon never ready:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the daemon reports at least `n` committed output records.
+    pub fn wait_produced(&mut self, n: f64) {
+        let start = Instant::now();
+        while self.metric("exactly_records_produced_total") < n {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("daemon exited ({status}):\n{}", self.log_text());
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "daemon stuck below {n} outputs:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap(); // SIGKILL
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits for the exit: (status, time to exit).
+    pub fn terminate(&mut self) -> (ExitStatus, Duration) {
+        let start = Instant::now();
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM failed");
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "daemon ignored SIGTERM:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, start.elapsed())
+    }
+
+    /// Waits for the process to exit on its own.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "daemon did not exit:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `exactly` with arguments, returning (exit code, stdout, stderr).
+pub fn exactly(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_exactly"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
