@@ -10,9 +10,6 @@ use crate::kafka::check_cluster;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{serve, Health, Metrics};
 
-/// How long the start-up check waits for the cluster to answer.
-const STARTUP_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Runs the daemon until a signal or a fatal error. `Ok` means a graceful stop.
 pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let metrics = Metrics::new();
@@ -33,7 +30,8 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     .await?;
 
     let check = settings.clone();
-    tokio::task::spawn_blocking(move || check_cluster(&check, STARTUP_CHECK_TIMEOUT)).await??;
+    let timeout = Duration::from_millis(settings.kafka.startup_timeout_ms);
+    tokio::task::spawn_blocking(move || check_cluster(&check, timeout)).await??;
 
     let result = run_workers(&settings, &metrics, &health, &shutdown).await;
     shutdown.request();

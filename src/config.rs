@@ -49,12 +49,20 @@ pub struct KafkaSettings {
     /// Default: `<group_id>-<hostname>`.
     #[serde(default)]
     pub transactional_id: Option<String>,
+    /// How long start-up waits for the cluster to answer before giving up
+    /// with an error naming the bootstrap servers.
+    #[serde(default = "default_startup_timeout_ms")]
+    pub startup_timeout_ms: u64,
     /// librdkafka consumer properties, passed through unchanged.
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
     /// librdkafka producer properties, passed through unchanged.
     #[serde(default)]
     pub producer: BTreeMap<String, String>,
+}
+
+fn default_startup_timeout_ms() -> u64 {
+    30_000
 }
 
 /// `[input]`
@@ -345,6 +353,7 @@ impl Settings {
             ));
         }
         let p = &self.processing;
+        positive("kafka.startup_timeout_ms", self.kafka.startup_timeout_ms)?;
         positive("processing.commit_interval_ms", p.commit_interval_ms)?;
         positive("processing.max_batch_records", p.max_batch_records as u64)?;
         positive("processing.max_batch_bytes", p.max_batch_bytes as u64)?;

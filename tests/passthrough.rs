@@ -23,7 +23,7 @@ fn passthrough_of_10000_records_copies_each_once_in_key_order() {
         &unique("txn"),
     ));
     daemon.wait_ready();
-    wait_caught_up(&group, &input_topic);
+    wait_caught_up(&group, &input_topic, &mut [&mut daemon]);
 
     let output = read_all(&output_topic, "read_committed");
     let a = audit(&input, &output);
@@ -93,7 +93,7 @@ fn tombstones_and_empty_records_stay_as_they_are() {
         &unique("txn"),
     ));
     daemon.wait_ready();
-    wait_caught_up(&group, &input_topic);
+    wait_caught_up(&group, &input_topic, &mut [&mut daemon]);
     let output: Vec<Rec> = read_all(&output_topic, "read_committed")
         .into_iter()
         .map(|o| o.rec)

@@ -223,9 +223,19 @@ impl Output {
     /// rewind); those already sent stay — that is at-least-once.
     pub fn abort(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
         match self.guarantee {
-            Guarantee::ExactlyOnce => retry("abort_transaction", stop, || {
-                self.producer.abort_transaction(CALL_TIMEOUT)
-            })
+            Guarantee::ExactlyOnce => {
+                // Let in-flight produce requests finish first. Aborting while
+                // the transaction's partitions are still being registered
+                // with the coordinator lets EndTxn overtake AddPartitionsToTxn;
+                // a Kafka 4 broker then answers INVALID_TXN_STATE, which
+                // librdkafka treats as fatal (librdkafka issue 4849). The
+                // flush's own result does not matter: in an abortable-error
+                // state the records are discarded by the abort anyway.
+                let _ = self.producer.flush(CALL_TIMEOUT);
+                retry("abort_transaction", stop, || {
+                    self.producer.abort_transaction(CALL_TIMEOUT)
+                })
+            }
             .map_err(|f| match f {
                 // An abort that itself needs aborting leaves the producer in
                 // an unknown state.

@@ -323,10 +323,15 @@ pub fn committed_and_end(group: &str, topic: &str) -> (i64, i64) {
 
 /// Waits until `group` has committed the end of every partition of `topic`:
 /// every input record written so far has been processed and committed.
-pub fn wait_caught_up(group: &str, topic: &str) {
+/// `live` are daemons that must keep running meanwhile: if one exits, the
+/// wait fails at once with its log.
+pub fn wait_caught_up(group: &str, topic: &str, live: &mut [&mut Daemon]) {
     wait_until(
         &format!("group {group} to commit the end of {topic}"),
         || {
+            for d in live.iter_mut() {
+                d.assert_alive();
+            }
             let (committed, end) = committed_and_end(group, topic);
             end > 0 && committed == end
         },
@@ -407,6 +412,7 @@ pub struct DaemonConfig {
     pub transactional_id: String,
     pub guarantee: &'static str,
     pub commit_interval_ms: u64,
+    pub max_batch_records: usize,
     pub extra_env: Vec<(String, String)>,
 }
 
@@ -419,6 +425,7 @@ impl DaemonConfig {
             transactional_id: transactional_id.into(),
             guarantee: "exactly_once",
             commit_interval_ms: 100,
+            max_batch_records: 2_000,
             extra_env: Vec::new(),
         }
     }
@@ -444,7 +451,7 @@ topic = "{output}"
 [processing]
 guarantee = "{guarantee}"
 commit_interval_ms = {interval}
-max_batch_records = 2000
+max_batch_records = {max_batch}
 
 [http]
 listen = "127.0.0.1:{http_port}"
@@ -456,6 +463,7 @@ listen = "127.0.0.1:{http_port}"
             output = self.output,
             guarantee = self.guarantee,
             interval = self.commit_interval_ms,
+            max_batch = self.max_batch_records,
         )
     }
 }
@@ -497,6 +505,13 @@ impl Daemon {
             http_port,
             log,
             _dir: dir,
+        }
+    }
+
+    /// Panics with the log if the daemon has exited.
+    pub fn assert_alive(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("daemon exited ({status}):\n{}", self.log_text());
         }
     }
 
@@ -626,6 +641,14 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let text = self.log_text();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("--- last lines of daemon pid {} log ---", self.child.id());
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();

@@ -1,0 +1,46 @@
+//! SIGTERM with a transaction open: the daemon commits it, leaves the group
+//! and exits 0 within 10 s; what it consumed is committed exactly once.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+#[test]
+fn sigterm_commits_the_open_transaction_and_exits_0_within_10_s() {
+    let input_topic = unique("stop-in");
+    let output_topic = unique("stop-out");
+    let group = unique("group");
+    create_topic(&input_topic, 2);
+    create_topic(&output_topic, 2);
+    let input = input_records(3_000, 7);
+    produce(&input_topic, &input);
+
+    let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
+    // A long transaction: the stop surely finds one open.
+    cfg.commit_interval_ms = 60_000;
+    cfg.max_batch_records = 1_000_000;
+    let mut daemon = Daemon::start(&cfg);
+    daemon.wait_ready();
+    wait_until("records in an open transaction", || {
+        daemon.metric("exactly_records_consumed_total") >= 3_000.0
+    });
+    assert_eq!(
+        daemon.metric("exactly_records_produced_total"),
+        0.0,
+        "nothing committed yet"
+    );
+
+    let (status, took) = daemon.terminate();
+    assert!(status.success(), "exit {status}:\n{}", daemon.log_text());
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+
+    let (committed, end) = committed_and_end(&group, &input_topic);
+    assert_eq!(
+        committed, end,
+        "the open transaction's offsets were committed"
+    );
+    let a = audit(&input, &read_all(&output_topic, "read_committed"));
+    assert!(a.is_exactly_once(), "{a:?}");
+}

@@ -1,0 +1,51 @@
+//! Scaling while the stream flows: a second replica joins, then leaves with
+//! SIGTERM; a third joins and is killed (its open transaction is aborted by
+//! the transaction timeout, its partitions move after the session timeout).
+//! Every input exactly once.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+#[test]
+fn replicas_joining_leaving_and_dying_mid_stream_keep_exactly_once() {
+    let input_topic = unique("scale-in");
+    let output_topic = unique("scale-out");
+    let group = unique("group");
+    create_topic(&input_topic, 6);
+    create_topic(&output_topic, 6);
+    let input = input_records(60_000, 211);
+    let writer = produce_paced(&input_topic, input.clone(), 6_000);
+
+    let cfg = |id: &str| DaemonConfig::new(&group, &input_topic, &output_topic, id);
+    let mut a = Daemon::start(&cfg("replica-a"));
+    a.wait_ready();
+    a.wait_produced(3_000.0);
+
+    let mut b = Daemon::start(&cfg("replica-b"));
+    b.wait_produced(1_000.0);
+    let (status, took) = b.terminate();
+    assert!(
+        status.success(),
+        "replica b exit {status}:\n{}",
+        b.log_text()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "graceful stop took {took:?}"
+    );
+
+    let mut c = Daemon::start(&cfg("replica-c"));
+    c.wait_produced(1_000.0);
+    c.kill9();
+
+    writer.join().unwrap();
+    wait_caught_up(&group, &input_topic, &mut [&mut a]);
+    let output = read_all(&output_topic, "read_committed");
+    let audit = audit(&input, &output);
+    assert!(audit.is_exactly_once(), "{audit:?}");
+    assert_eq!(audit.order_violations, 0, "{audit:?}");
+    assert!(a.metric("exactly_rebalances_total{event=\"revoked\"}") >= 2.0);
+}
