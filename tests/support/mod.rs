@@ -379,7 +379,9 @@ pub fn audit(input: &[Rec], output: &[OutRec]) -> Audit {
         .map(|(_, n)| n)
         .sum();
     // Per key, in output offset order, seq must increase.
-    let mut by_key: BTreeMap<(i32, Vec<u8>), Vec<(i64, u64)>> = BTreeMap::new();
+    // (output partition, key) -> [(offset, seq)]
+    type ByKey = BTreeMap<(i32, Vec<u8>), Vec<(i64, u64)>>;
+    let mut by_key = ByKey::new();
     for o in output {
         let seq = seq_of(&o.rec);
         by_key
