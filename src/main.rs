@@ -39,7 +39,7 @@ enum Command {
     },
 }
 
-fn load(path: &PathBuf) -> Result<Settings, ExitCode> {
+fn load(path: &std::path::Path) -> Result<Settings, ExitCode> {
     Settings::load(path).map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_CONFIG)
