@@ -100,3 +100,58 @@ fn tombstones_and_empty_records_stay_as_they_are() {
         .collect();
     assert_eq!(output, input);
 }
+
+#[test]
+fn two_workers_in_one_process_share_the_partitions_exactly_once() {
+    let input_topic = unique("workers");
+    let output_topic = unique("workers-out");
+    let group = unique("group");
+    create_topic(&input_topic, 6);
+    create_topic(&output_topic, 6);
+    let input = input_records(20_000, 53);
+    produce(&input_topic, &input);
+    let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
+    cfg.extra_env = vec![("EXACTLY__PROCESSING__WORKERS".into(), "2".into())];
+    let mut daemon = Daemon::start(&cfg);
+    daemon.wait_ready();
+    wait_caught_up(&group, &input_topic, &mut [&mut daemon]);
+    let a = audit(&input, &read_all(&output_topic, "read_committed"));
+    assert!(a.is_exactly_once(), "{a:?}");
+    assert_eq!(a.order_violations, 0, "{a:?}");
+    // Both workers hold partitions: the process holds all six.
+    assert_eq!(daemon.metric("exactly_assigned_partitions"), 6.0);
+    assert!(
+        daemon.log_text().contains("-w1"),
+        "worker 1 has its own transactional id"
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let input_topic = unique("json-logs");
+    let output_topic = unique("json-logs-out");
+    create_topic(&input_topic, 1);
+    create_topic(&output_topic, 1);
+    let mut cfg = DaemonConfig::new(
+        &unique("group"),
+        &input_topic,
+        &output_topic,
+        &unique("txn"),
+    );
+    cfg.extra_env = vec![("EXACTLY__LOG__FORMAT".into(), "json".into())];
+    let mut daemon = Daemon::start(&cfg);
+    daemon.wait_ready();
+    let (status, _) = daemon.terminate();
+    assert!(status.success());
+    let text = daemon.log_text();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for l in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(
+            v.get("level").is_some() && v.get("message").is_some(),
+            "{l}"
+        );
+    }
+}
