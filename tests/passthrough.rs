@@ -52,6 +52,19 @@ fn passthrough_of_10000_records_copies_each_once_in_key_order() {
     assert!(daemon.metric("exactly_transactions_total{outcome=\"committed\"}") >= 1.0);
     assert_eq!(daemon.metric("exactly_assigned_partitions"), 4.0);
     assert_eq!(daemon.http_get("/healthz").map(|r| r.0), Some(200));
+    // Lag comes from librdkafka's statistics (every 5 s): each input
+    // partition gets a series, and all of them reach 0 once caught up.
+    wait_until("lag series at 0 for every input partition", || {
+        (0..4).all(|p| {
+            let body = daemon.http_get("/metrics").map(|r| r.1).unwrap_or_default();
+            body.lines().any(|l| {
+                l.starts_with("exactly_consumer_lag{")
+                    && l.contains(&format!("partition=\"{p}\""))
+                    && l.contains(&input_topic)
+                    && l.ends_with(" 0")
+            })
+        })
+    });
 
     let (status, took) = daemon.terminate();
     assert!(status.success(), "exit {status}: {}", daemon.log_text());

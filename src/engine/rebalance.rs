@@ -125,10 +125,21 @@ impl WorkerContext {
 
 impl ClientContext for WorkerContext {
     fn stats(&self, statistics: Statistics) {
+        // librdkafka's own `consumer_lag` counts from the offset the
+        // *consumer* committed; ours commit through the producer's
+        // transaction, so it would never shrink. Lag here is the last stable
+        // offset minus this worker's position (as Java's `records-lag`), or
+        // minus the committed offset before anything was consumed.
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics.consumer_lag(topic, *partition, p.consumer_lag);
+                let from = if p.app_offset >= 0 {
+                    p.app_offset
+                } else {
+                    p.committed_offset
+                };
+                if *partition >= 0 && p.ls_offset >= 0 && from >= 0 {
+                    self.metrics
+                        .consumer_lag(topic, *partition, (p.ls_offset - from).max(0));
                 }
             }
         }

@@ -76,7 +76,7 @@ impl Metrics {
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
                 "exactly_consumer_lag",
-                "Records between the committed position and the last stable offset, per assigned partition",
+                "Records between this process's position and the last stable offset, per assigned input partition",
             ),
             &["topic", "partition"],
         )
