@@ -9,11 +9,11 @@ use support::*;
 
 #[test]
 fn records_of_aborted_transactions_are_never_seen_by_read_committed_readers() {
-    let input_topic = unique("abort-in");
-    let output_topic = unique("abort-out");
-    let group = unique("group");
-    create_topic(&input_topic, 3);
-    create_topic(&output_topic, 3);
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("abort", 3, 3);
     let input = input_records(6_000, 13);
     let writer = produce_paced(&input_topic, input.clone(), 5_000);
 

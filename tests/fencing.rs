@@ -8,11 +8,11 @@ use support::*;
 
 #[test]
 fn a_fenced_replica_exits_1_naming_the_cause_and_nothing_is_duplicated() {
-    let input_topic = unique("fence-in");
-    let output_topic = unique("fence-out");
-    let group = unique("group");
-    create_topic(&input_topic, 4);
-    create_topic(&output_topic, 4);
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("fence", 4, 4);
     let input = input_records(30_000, 31);
     let writer = produce_paced(&input_topic, input.clone(), 8_000);
 

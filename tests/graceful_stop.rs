@@ -9,11 +9,11 @@ use support::*;
 
 #[test]
 fn sigterm_commits_the_open_transaction_and_exits_0_within_10_s() {
-    let input_topic = unique("stop-in");
-    let output_topic = unique("stop-out");
-    let group = unique("group");
-    create_topic(&input_topic, 2);
-    create_topic(&output_topic, 2);
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("stop", 2, 2);
     let input = input_records(3_000, 7);
     produce(&input_topic, &input);
 

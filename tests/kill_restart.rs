@@ -17,11 +17,11 @@ struct Run {
 /// Streams `count` records while a daemon is killed with SIGKILL after some
 /// of them are committed, then restarted under the same transactional id.
 fn kill_and_restart(guarantee: &'static str, commit_interval_ms: u64) -> Run {
-    let input_topic = unique("kill-in");
-    let output_topic = unique("kill-out");
-    let group = unique("group");
-    create_topic(&input_topic, 4);
-    create_topic(&output_topic, 4);
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("kill", 4, 4);
     let input = input_records(40_000, 101);
     let writer = produce_paced(&input_topic, input.clone(), 10_000);
 

@@ -8,11 +8,11 @@ use support::*;
 
 #[test]
 fn passthrough_of_10000_records_copies_each_once_in_key_order() {
-    let input_topic = unique("orders");
-    let output_topic = unique("orders-out");
-    let group = unique("group");
-    create_topic(&input_topic, 4);
-    create_topic(&output_topic, 3);
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("orders", 4, 3);
     let input = input_records(10_000, 37);
     produce(&input_topic, &input);
 
@@ -76,11 +76,11 @@ fn passthrough_of_10000_records_copies_each_once_in_key_order() {
 
 #[test]
 fn tombstones_and_empty_records_stay_as_they_are() {
-    let input_topic = unique("tombstones");
-    let output_topic = unique("tombstones-out");
-    let group = unique("group");
-    create_topic(&input_topic, 1);
-    create_topic(&output_topic, 1);
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("tombstones", 1, 1);
     let input = vec![
         Rec {
             key: Some(b"gone".to_vec()),
@@ -116,11 +116,11 @@ fn tombstones_and_empty_records_stay_as_they_are() {
 
 #[test]
 fn two_workers_in_one_process_share_the_partitions_exactly_once() {
-    let input_topic = unique("workers");
-    let output_topic = unique("workers-out");
-    let group = unique("group");
-    create_topic(&input_topic, 6);
-    create_topic(&output_topic, 6);
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("workers", 6, 6);
     let input = input_records(20_000, 53);
     produce(&input_topic, &input);
     let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));

@@ -11,11 +11,11 @@ use support::*;
 
 #[test]
 fn replicas_joining_leaving_and_dying_mid_stream_keep_exactly_once() {
-    let input_topic = unique("scale-in");
-    let output_topic = unique("scale-out");
-    let group = unique("group");
-    create_topic(&input_topic, 6);
-    create_topic(&output_topic, 6);
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("scale", 6, 6);
     let input = input_records(60_000, 211);
     let writer = produce_paced(&input_topic, input.clone(), 6_000);
 

@@ -86,26 +86,19 @@ impl Metrics {
             "Times the assigned partitions were rewound to their committed offsets after an abort",
         )
         .expect("valid metric");
-        for c in [&records_consumed, &records_produced, &rewinds] {
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+            Box::new(records_consumed.clone()),
+            Box::new(records_produced.clone()),
+            Box::new(rewinds.clone()),
+            Box::new(transactions.clone()),
+            Box::new(transaction_duration.clone()),
+            Box::new(rebalances.clone()),
+            Box::new(assigned_partitions.clone()),
+            Box::new(consumer_lag.clone()),
+        ];
+        for c in collectors {
+            registry.register(c).expect("unique metric");
         }
-        registry
-            .register(Box::new(transactions.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(transaction_duration.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(rebalances.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(assigned_partitions.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(consumer_lag.clone()))
-            .expect("unique metric");
         // Show both outcomes from the start, so a dashboard has a series to
         // plot before the first abort.
         transactions.with_label_values(&["committed"]);

@@ -114,6 +114,27 @@ pub fn create_topic(name: &str, partitions: i32) {
     });
 }
 
+/// The names one test uses: an input and an output topic (created) and a
+/// consumer group, none shared with any other test.
+pub struct Pipeline {
+    pub input: String,
+    pub output: String,
+    pub group: String,
+}
+
+impl Pipeline {
+    pub fn create(name: &str, input_partitions: i32, output_partitions: i32) -> Pipeline {
+        let p = Pipeline {
+            input: unique(&format!("{name}-in")),
+            output: unique(&format!("{name}-out")),
+            group: unique(&format!("{name}-group")),
+        };
+        create_topic(&p.input, input_partitions);
+        create_topic(&p.output, output_partitions);
+        p
+    }
+}
+
 /// Polls `cond` until it holds; panics after [`WAIT`].
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -233,10 +254,41 @@ pub struct OutRec {
     pub timestamp: Option<i64>,
 }
 
+/// Waits until no transaction is open on any partition of `topic`: the last
+/// stable offset (what a read_committed client's ListOffsets answers) equals
+/// the high watermark. A writer killed mid-transaction and never restarted
+/// holds the LSO back until its transaction times out.
+pub fn wait_no_open_transactions(topic: &str) {
+    let committed: BaseConsumer = consumer_config(&unique("lso"))
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    let uncommitted: BaseConsumer = consumer_config(&unique("hw"))
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .unwrap();
+    let partitions = committed
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap()
+        .topics()[0]
+        .partitions()
+        .len() as i32;
+    let t = Duration::from_secs(10);
+    wait_until(&format!("no open transaction on {topic}"), || {
+        (0..partitions).all(|p| {
+            let lso = committed.fetch_watermarks(topic, p, t).map(|w| w.1);
+            let hw = uncommitted.fetch_watermarks(topic, p, t).map(|w| w.1);
+            matches!((lso, hw), (Ok(a), Ok(b)) if a == b)
+        })
+    });
+}
+
 /// Reads every record of `topic` visible at the given isolation level,
 /// stopping when each partition reports its end. Call it once the writers
-/// are done (no transaction open), so "end" is the real end.
+/// are done; it first waits until no transaction is open, so that "end" is
+/// the real end.
 pub fn read_all(topic: &str, isolation: &str) -> Vec<OutRec> {
+    wait_no_open_transactions(topic);
     let c: BaseConsumer = consumer_config(&unique("reader"))
         .set("isolation.level", isolation)
         .set("enable.partition.eof", "true")
