@@ -14,9 +14,10 @@ struct Run {
     uncommitted_len: usize,
 }
 
-/// Streams `count` records while a daemon is killed with SIGKILL after some
-/// of them are committed, then restarted under the same transactional id.
-fn kill_and_restart(guarantee: &'static str, commit_interval_ms: u64) -> Run {
+/// Streams records while a daemon is killed with SIGKILL in the middle of a
+/// transaction — once at least `open` consumed records are not committed
+/// yet — then restarted under the same transactional id.
+fn kill_and_restart(guarantee: &'static str, commit_interval_ms: u64, open: f64) -> Run {
     let Pipeline {
         input: input_topic,
         output: output_topic,
@@ -31,6 +32,12 @@ fn kill_and_restart(guarantee: &'static str, commit_interval_ms: u64) -> Run {
     let mut first = Daemon::start(&cfg);
     first.wait_ready();
     first.wait_produced(5_000.0);
+    wait_until("an open transaction holding records", || {
+        first.assert_alive();
+        first.metric("exactly_records_consumed_total")
+            - first.metric("exactly_records_produced_total")
+            >= open
+    });
     first.kill9();
 
     let restarted_at = Instant::now();
@@ -61,7 +68,7 @@ fn kill_and_restart(guarantee: &'static str, commit_interval_ms: u64) -> Run {
 
 #[test]
 fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
-    let run = kill_and_restart("exactly_once", 100);
+    let run = kill_and_restart("exactly_once", 100, 300.0);
     let a = audit(&run.input, &run.output);
     eprintln!(
         "exactly_once: {a:?}; read_uncommitted sees {} records, read_committed {}",
@@ -76,7 +83,7 @@ fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
 fn kill_9_in_at_least_once_mode_duplicates_records() {
     // Longer batches: the kill lands among acknowledged outputs whose offsets
     // are not committed yet.
-    let run = kill_and_restart("at_least_once", 1_000);
+    let run = kill_and_restart("at_least_once", 1_000, 2_000.0);
     let a = audit(&run.input, &run.output);
     eprintln!("at_least_once: {a:?}");
     assert_eq!(a.missing, 0, "at_least_once must not lose records: {a:?}");

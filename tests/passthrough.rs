@@ -16,14 +16,12 @@ fn passthrough_of_10000_records_copies_each_once_in_key_order() {
     let input = input_records(10_000, 37);
     produce(&input_topic, &input);
 
-    let mut daemon = Daemon::start(&DaemonConfig::new(
+    let mut daemon = Daemon::run_to_end(&DaemonConfig::new(
         &group,
         &input_topic,
         &output_topic,
         &unique("txn"),
     ));
-    daemon.wait_ready();
-    wait_caught_up(&group, &input_topic, &mut [&mut daemon]);
 
     let output = read_all(&output_topic, "read_committed");
     let a = audit(&input, &output);
@@ -99,14 +97,12 @@ fn tombstones_and_empty_records_stay_as_they_are() {
         },
     ];
     produce(&input_topic, &input);
-    let mut daemon = Daemon::start(&DaemonConfig::new(
+    let _daemon = Daemon::run_to_end(&DaemonConfig::new(
         &group,
         &input_topic,
         &output_topic,
         &unique("txn"),
     ));
-    daemon.wait_ready();
-    wait_caught_up(&group, &input_topic, &mut [&mut daemon]);
     let output: Vec<Rec> = read_all(&output_topic, "read_committed")
         .into_iter()
         .map(|o| o.rec)
@@ -125,9 +121,7 @@ fn two_workers_in_one_process_share_the_partitions_exactly_once() {
     produce(&input_topic, &input);
     let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
     cfg.extra_env = vec![("EXACTLY__PROCESSING__WORKERS".into(), "2".into())];
-    let mut daemon = Daemon::start(&cfg);
-    daemon.wait_ready();
-    wait_caught_up(&group, &input_topic, &mut [&mut daemon]);
+    let daemon = Daemon::run_to_end(&cfg);
     let a = audit(&input, &read_all(&output_topic, "read_committed"));
     assert!(a.is_exactly_once(), "{a:?}");
     assert_eq!(a.order_violations, 0, "{a:?}");

@@ -562,6 +562,15 @@ impl Daemon {
         }
     }
 
+    /// Starts a daemon on `cfg` and waits until it is ready and its group has
+    /// committed the end of the (already written) input.
+    pub fn run_to_end(cfg: &DaemonConfig) -> Daemon {
+        let mut d = Daemon::start(cfg);
+        d.wait_ready();
+        wait_caught_up(&cfg.group, &cfg.input, &mut [&mut d]);
+        d
+    }
+
     /// Panics with the log if the daemon has exited.
     pub fn assert_alive(&mut self) {
         if let Some(status) = self.child.try_wait().unwrap() {
