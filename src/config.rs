@@ -79,6 +79,14 @@ pub struct InputSettings {
 pub struct OutputSettings {
     /// Topic that records go to unless a transform step routes them elsewhere.
     pub topic: String,
+    /// Stamp each output with lineage headers (source topic, partition,
+    /// offset, output index) so that `exactly verify` can audit it.
+    #[serde(default = "yes")]
+    pub lineage: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Which delivery guarantee the daemon keeps.

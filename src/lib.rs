@@ -14,6 +14,7 @@
 //!   transactions, offsets and rewinds, error classes.
 //! - [`transform`]: the [`transform::Transform`] trait, the chain of steps and
 //!   the built-in steps.
+//! - [`lineage`]: the headers that tie each output to the input that made it.
 //! - [`telemetry`]: Prometheus metrics, health and readiness, the HTTP server,
 //!   logging.
 //! - [`shutdown`]: the stop latch shared by signals, workers and the server.
@@ -25,6 +26,7 @@ pub mod app;
 pub mod config;
 pub mod engine;
 pub mod kafka;
+pub mod lineage;
 pub mod shutdown;
 pub mod telemetry;
 pub mod transform;

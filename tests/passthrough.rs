@@ -35,14 +35,22 @@ fn passthrough_of_10000_records_copies_each_once_in_key_order() {
         let p = partition_of.entry(o.rec.key.clone()).or_insert(o.partition);
         assert_eq!(*p, o.partition, "key {:?} in two partitions", o.rec.key);
     }
-    // Timestamps are carried over from the input.
+    // Timestamps are carried over from the input, and each output's lineage
+    // names exactly the input record it copies.
     let inputs_read = read_all(&input_topic, "read_committed");
     let ts_of: std::collections::HashMap<_, _> = inputs_read
         .iter()
         .map(|o| (o.rec.value.clone(), o.timestamp))
         .collect();
+    let input_at: std::collections::HashMap<_, _> = inputs_read
+        .iter()
+        .map(|o| ((o.partition, o.offset), &o.rec))
+        .collect();
     for o in &output {
         assert_eq!(ts_of[&o.rec.value], o.timestamp);
+        let l = o.lineage.as_ref().expect("lineage headers on by default");
+        assert_eq!((l.topic.as_str(), l.index), (input_topic.as_str(), 0));
+        assert_eq!(input_at[&(l.partition, l.offset)], &o.rec);
     }
 
     assert_eq!(daemon.metric("exactly_records_consumed_total"), 10_000.0);
@@ -73,7 +81,7 @@ fn passthrough_of_10000_records_copies_each_once_in_key_order() {
 }
 
 #[test]
-fn tombstones_and_empty_records_stay_as_they_are() {
+fn tombstones_and_empty_records_stay_as_they_are_without_lineage() {
     let Pipeline {
         input: input_topic,
         output: output_topic,
@@ -97,12 +105,13 @@ fn tombstones_and_empty_records_stay_as_they_are() {
         },
     ];
     produce(&input_topic, &input);
-    let _daemon = Daemon::run_to_end(&DaemonConfig::new(
-        &group,
-        &input_topic,
-        &output_topic,
-        &unique("txn"),
-    ));
+    // With lineage switched off, records go out exactly as they came in.
+    let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
+    cfg.extra_env = vec![("EXACTLY__OUTPUT__LINEAGE".into(), "false".into())];
+    let _daemon = Daemon::run_to_end(&cfg);
+    assert!(read_all(&output_topic, "read_committed")
+        .iter()
+        .all(|o| o.lineage.is_none() && o.rec.headers.is_empty()));
     let output: Vec<Rec> = read_all(&output_topic, "read_committed")
         .into_iter()
         .map(|o| o.rec)

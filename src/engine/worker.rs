@@ -24,6 +24,7 @@ use super::rebalance::WorkerContext;
 use super::transaction::{DeliveryContext, Output, TxnFailure};
 use crate::config::Settings;
 use crate::kafka;
+use crate::lineage;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Health, Metrics};
 use crate::transform::{Chain, Header, Record};
@@ -127,6 +128,7 @@ pub fn run_worker(spec: WorkerSpec) -> anyhow::Result<()> {
         last_abort_cause: String::new(),
         abort_every: injected_abort_every(),
         transactions: 0,
+        lineage: settings.output.lineage,
     };
     let result = loop_.run();
     health.worker(index).set_producer_ready(false);
@@ -155,6 +157,7 @@ struct Loop<'a> {
     last_abort_cause: String,
     abort_every: Option<u64>,
     transactions: u64,
+    lineage: bool,
 }
 
 impl Loop<'_> {
@@ -220,6 +223,11 @@ impl Loop<'_> {
             );
             let _ = self.abort(&cause);
             return Err(anyhow!("worker {}: {cause}", self.index));
+        }
+        if self.lineage {
+            for (i, out) in self.outputs.iter_mut().enumerate() {
+                lineage::stamp(out, msg.topic(), msg.partition(), msg.offset(), i as u32);
+            }
         }
         for out in &self.outputs {
             if let Err(f) = self.ctx().output.send(out) {

@@ -248,7 +248,10 @@ pub fn produce_paced(topic: &str, records: Vec<Rec>, per_sec: usize) -> JoinHand
 /// What a consumer saw in an output topic.
 #[derive(Debug, Clone)]
 pub struct OutRec {
+    /// The record, without lineage headers.
     pub rec: Rec,
+    /// Its lineage headers, if it had all four.
+    pub lineage: Option<exactly::lineage::Lineage>,
     pub partition: i32,
     pub offset: i64,
     pub timestamp: Option<i64>,
@@ -318,7 +321,7 @@ pub fn read_all(topic: &str, isolation: &str) -> Vec<OutRec> {
             Some(Err(e)) => panic!("reading {topic}: {e}"),
             Some(Ok(m)) => {
                 at_end[m.partition() as usize] = false;
-                let headers = m
+                let all: Vec<(String, Option<Vec<u8>>)> = m
                     .headers()
                     .map(|hs| {
                         hs.iter()
@@ -326,7 +329,14 @@ pub fn read_all(topic: &str, isolation: &str) -> Vec<OutRec> {
                             .collect()
                     })
                     .unwrap_or_default();
+                let lineage =
+                    exactly::lineage::read(all.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+                let headers = all
+                    .into_iter()
+                    .filter(|(k, _)| !k.starts_with("exactly."))
+                    .collect();
                 out.push(OutRec {
+                    lineage,
                     rec: Rec {
                         key: m.key().map(<[u8]>::to_vec),
                         value: m.payload().map(<[u8]>::to_vec),
