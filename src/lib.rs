@@ -17,6 +17,7 @@
 //! - [`lineage`]: the headers that tie each output to the input that made it.
 //! - [`telemetry`]: Prometheus metrics, health and readiness, the HTTP server,
 //!   logging.
+//! - [`verify`]: `exactly verify` — the exactly-once audit from lineage headers.
 //! - [`shutdown`]: the stop latch shared by signals, workers and the server.
 //! - [`app`]: `exactly run` — everything above wired together.
 //!
@@ -30,3 +31,4 @@ pub mod lineage;
 pub mod shutdown;
 pub mod telemetry;
 pub mod transform;
+pub mod verify;

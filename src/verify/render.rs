@@ -1,0 +1,79 @@
+//! The report as text for people, or as JSON for machines.
+
+use std::fmt::Write;
+
+use super::{Outcome, Report};
+
+/// A table per input partition, totals, notes and the verdict.
+pub fn text(outcome: &Outcome, allow_missing: bool) -> String {
+    let r = &outcome.report;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<32} {:>5} {:>21} {:>10} {:>10} {:>8} {:>10} {:>8}",
+        "input partition",
+        "",
+        "audited offsets",
+        "inputs",
+        "no output",
+        "dups",
+        "reordered",
+        "outputs"
+    );
+    for p in &r.partitions {
+        let _ = writeln!(
+            s,
+            "{:<32} {:>5} {:>21} {:>10} {:>10} {:>8} {:>10} {:>8}",
+            p.topic,
+            p.partition,
+            format!("{}..{}", p.from, p.to),
+            p.inputs,
+            p.without_outputs,
+            p.duplicates,
+            p.order_violations,
+            p.outputs
+        );
+        if !p.first_missing.is_empty() {
+            let _ = writeln!(s, "    first inputs without output: {:?}", p.first_missing);
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\ntotal: {} inputs, {} outputs read; {} without output, {} duplicates, {} order violations",
+        r.inputs, r.outputs_read, r.missing, r.duplicates, r.order_violations
+    );
+    for n in &outcome.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
+    if r.missing > 0 {
+        let _ = writeln!(
+            s,
+            "note: inputs without output are expected where a filter step drops records{}",
+            if allow_missing {
+                " (--allow-missing: not counted as violations)"
+            } else {
+                "; pass --allow-missing if so"
+            }
+        );
+    }
+    let _ = writeln!(s, "{}", verdict(r, allow_missing));
+    s
+}
+
+fn verdict(r: &Report, allow_missing: bool) -> &'static str {
+    if r.has_violations(allow_missing) {
+        "VIOLATIONS FOUND"
+    } else {
+        "exactly once: every audited input has its outputs once, in order"
+    }
+}
+
+/// The report and notes as one JSON document.
+pub fn json(outcome: &Outcome, allow_missing: bool) -> String {
+    let v = serde_json::json!({
+        "clean": !outcome.report.has_violations(allow_missing),
+        "report": outcome.report,
+        "notes": outcome.notes,
+    });
+    serde_json::to_string_pretty(&v).expect("serialisable report")
+}
