@@ -53,6 +53,13 @@ pub struct KafkaSettings {
     /// with an error naming the bootstrap servers.
     #[serde(default = "default_startup_timeout_ms")]
     pub startup_timeout_ms: u64,
+    /// Static group membership (KIP-345): each worker joins with
+    /// `group.instance.id` = its transactional id, so a restarted replica
+    /// takes its partitions back at once, without a rebalance. The price: a
+    /// replica that stops for good leaves its partitions idle for
+    /// `session.timeout.ms`, since static members do not leave the group.
+    #[serde(default = "yes")]
+    pub static_membership: bool,
     /// librdkafka consumer properties, passed through unchanged.
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
@@ -248,6 +255,10 @@ const CONSUMER_OWNED: &[(&str, &str)] = &[
         "the daemon tracks positions itself",
     ),
     ("group.id", "set it as kafka.group_id"),
+    (
+        "group.instance.id",
+        "derived from the transactional id; see kafka.static_membership",
+    ),
     ("bootstrap.servers", "set it as kafka.bootstrap_servers"),
 ];
 const PRODUCER_OWNED_EXACTLY_ONCE: &[(&str, &str)] = &[

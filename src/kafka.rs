@@ -18,6 +18,9 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // Feeds exactly_consumer_lag.
     ("statistics.interval.ms", "5000"),
     ("enable.partition.eof", "false"),
+    // A replica joining or leaving moves only the partitions that change
+    // owner; the others keep flowing.
+    ("partition.assignment.strategy", "cooperative-sticky"),
 ];
 
 /// Defaults for the producer that users may override in `[kafka.producer]`.
@@ -39,8 +42,9 @@ fn base(settings: &Settings, client_id: &str) -> ClientConfig {
 }
 
 /// The consumer of one worker: read_committed, no auto-commit, positions
-/// stored by the daemon.
-pub fn consumer_config(settings: &Settings, client_id: &str) -> ClientConfig {
+/// stored by the daemon; with static membership, `instance_id` is its
+/// `group.instance.id`.
+pub fn consumer_config(settings: &Settings, client_id: &str, instance_id: &str) -> ClientConfig {
     let mut cfg = base(settings, client_id);
     for (k, v) in CONSUMER_DEFAULTS {
         cfg.set(*k, *v);
@@ -53,6 +57,9 @@ pub fn consumer_config(settings: &Settings, client_id: &str) -> ClientConfig {
         .set("isolation.level", "read_committed")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
+    if settings.kafka.static_membership {
+        cfg.set("group.instance.id", instance_id);
+    }
     cfg
 }
 

@@ -47,5 +47,8 @@ fn replicas_joining_leaving_and_dying_mid_stream_keep_exactly_once() {
     let audit = audit(&input, &output);
     assert!(audit.is_exactly_once(), "{audit:?}");
     assert_eq!(audit.order_violations, 0, "{audit:?}");
-    assert!(a.metric("exactly_rebalances_total{event=\"revoked\"}") >= 2.0);
+    // The group really moved partitions: A started with all of them, gave
+    // some to B and C (cooperative: only those), and took them back twice.
+    assert!(a.metric("exactly_rebalances_total{event=\"revoked\"}") >= 1.0);
+    assert!(a.metric("exactly_rebalances_total{event=\"assigned\"}") >= 3.0);
 }

@@ -91,9 +91,10 @@ pub fn run_worker(spec: WorkerSpec) -> anyhow::Result<()> {
         shutdown.clone(),
         budget,
     );
-    let consumer: BaseConsumer<WorkerContext> = kafka::consumer_config(&settings, &client_id)
-        .create_with_context(context)
-        .context("cannot create the consumer from [kafka.consumer]")?;
+    let consumer: BaseConsumer<WorkerContext> =
+        kafka::consumer_config(&settings, &client_id, &txn_id)
+            .create_with_context(context)
+            .context("cannot create the consumer from [kafka.consumer]")?;
 
     let give_up = || consumer.context().give_up() || shutdown.is_requested();
     tracing::info!(worker = index, transactional_id = %txn_id, guarantee = %settings.processing.guarantee, "initialising the producer");
