@@ -243,7 +243,10 @@ impl Loop<'_> {
     /// Commits the open transaction with the positions it consumed up to.
     fn commit(&mut self) -> anyhow::Result<()> {
         self.transactions += 1;
-        if self.abort_every.is_some_and(|n| self.transactions % n == 0) {
+        if self
+            .abort_every
+            .is_some_and(|n| self.transactions.is_multiple_of(n))
+        {
             return self.on_failure(TxnFailure::Abortable(
                 "injected failure between produce and commit (EXACTLY_TEST_ABORT_EVERY)".into(),
             ));

@@ -35,9 +35,10 @@ pub struct Broker {
     _dir: Option<tempfile::TempDir>,
 }
 
+static BROKER: OnceLock<Broker> = OnceLock::new();
+
 /// The broker shared by every test of this binary.
 pub fn broker() -> &'static Broker {
-    static BROKER: OnceLock<Broker> = OnceLock::new();
     BROKER.get_or_init(|| {
         if let Ok(bootstrap) = std::env::var("EXACTLY_TEST_BOOTSTRAP") {
             return Broker {
@@ -45,6 +46,37 @@ pub fn broker() -> &'static Broker {
                 _dir: None,
             };
         }
+        start_owned_broker()
+    })
+}
+
+/// A broker of this binary's own, whatever `EXACTLY_TEST_BOOTSTRAP` says —
+/// for tests that bounce it. Call it before anything else uses [`broker`].
+pub fn own_broker() -> &'static Broker {
+    BROKER.get_or_init(start_owned_broker)
+}
+
+impl Broker {
+    /// kill -9 the broker and start it again on the same ports and data;
+    /// returns once it serves metadata.
+    pub fn bounce_hard(&self) {
+        let dir = self
+            ._dir
+            .as_ref()
+            .expect("only an owned broker can be bounced");
+        let ok = Command::new(repo_path("scripts/kafka.sh"))
+            .args(["restart"])
+            .arg(dir.path())
+            .arg("--hard")
+            .status()
+            .expect("run scripts/kafka.sh restart")
+            .success();
+        assert!(ok, "broker restart failed");
+    }
+}
+
+fn start_owned_broker() -> Broker {
+    {
         let dir = tempfile::Builder::new()
             .prefix("exactly-test-broker")
             .tempdir()
@@ -63,7 +95,7 @@ pub fn broker() -> &'static Broker {
             bootstrap,
             _dir: Some(dir),
         }
-    })
+    }
 }
 
 pub fn repo_path(rel: &str) -> PathBuf {
@@ -178,7 +210,7 @@ pub fn input_records(count: usize, keys: usize) -> Vec<Rec> {
         .collect()
 }
 
-fn producer() -> ThreadedProducer<DefaultProducerContext> {
+pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
     ClientConfig::new()
         .set("bootstrap.servers", &broker().bootstrap)
         .set("enable.idempotence", "true")
@@ -187,7 +219,7 @@ fn producer() -> ThreadedProducer<DefaultProducerContext> {
         .unwrap()
 }
 
-fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, r: &Rec) {
+pub fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, r: &Rec) {
     let mut headers = OwnedHeaders::new();
     for (k, v) in &r.headers {
         headers = headers.insert(Header {
@@ -579,6 +611,21 @@ impl Daemon {
         d.wait_ready();
         wait_caught_up(&cfg.group, &cfg.input, &mut [&mut d]);
         d
+    }
+
+    /// Sends a signal by name (`STOP`, `CONT`, `TERM`).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// The exit status, if the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
     }
 
     /// Panics with the log if the daemon has exited.

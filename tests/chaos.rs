@@ -1,0 +1,492 @@
+//! The chaos suite: a stream flows through three replicas while faults hit
+//! them — `kill -9` of a random replica in mid-transaction and its restart, a
+//! graceful scale-out and scale-in, zombies (SIGSTOP past the session
+//! timeout while the others take over, then SIGCONT), and hard broker
+//! restarts. At the end `exactly verify` must find zero missing, zero
+//! duplicates and zero order violations. The same schedule in at_least_once
+//! mode must show duplicates, so the audit is known to see them.
+//!
+//! The size comes from the environment (defaults: the reduced CI run):
+//! `EXACTLY_CHAOS_RECORDS`, `_RATE` (records/s), `_KILLS`, `_BOUNCES`,
+//! `_ZOMBIES`, `_SCALES`, `_SEED`. `scripts/chaos.sh` runs the full schedule.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use support::*;
+
+const PARTITIONS: i32 = 12;
+const REPLICAS: usize = 3;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(format!("EXACTLY_CHAOS_{name}"))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    Kill,
+    Scale,
+    Zombie,
+    Bounce,
+}
+
+/// A tiny deterministic generator: the schedule is reproducible from its seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n as u64) as usize
+    }
+}
+
+struct Replica {
+    id: String,
+    daemon: Daemon,
+}
+
+/// The replicas, and the orchestrator's duty: restart whatever exits.
+struct Fleet {
+    cfg: DaemonConfig,
+    replicas: Vec<Replica>,
+    restarts_after_exit: Vec<String>,
+    exit_logs: Vec<String>,
+}
+
+impl Fleet {
+    fn start(cfg: DaemonConfig, ids: &[String]) -> Fleet {
+        let mut f = Fleet {
+            cfg,
+            replicas: Vec::new(),
+            restarts_after_exit: Vec::new(),
+            exit_logs: Vec::new(),
+        };
+        for id in ids {
+            let d = f.spawn(id);
+            f.replicas.push(Replica {
+                id: id.clone(),
+                daemon: d,
+            });
+        }
+        f
+    }
+
+    fn spawn(&self, id: &str) -> Daemon {
+        let cfg = DaemonConfig {
+            transactional_id: id.to_owned(),
+            group: self.cfg.group.clone(),
+            input: self.cfg.input.clone(),
+            output: self.cfg.output.clone(),
+            guarantee: self.cfg.guarantee,
+            commit_interval_ms: self.cfg.commit_interval_ms,
+            max_batch_records: self.cfg.max_batch_records,
+            extra_env: self.cfg.extra_env.clone(),
+        };
+        Daemon::start(&cfg)
+    }
+
+    /// Restarts replicas that exited on their own (a fenced zombie, a fatal
+    /// error after a broker bounce), as an orchestrator would.
+    fn heal(&mut self) {
+        for i in 0..self.replicas.len() {
+            if let Some(status) = self.replicas[i].daemon.exited() {
+                let log = self.replicas[i].daemon.log_text();
+                let cause = log
+                    .lines()
+                    .rev()
+                    .find(|l| l.contains("ERROR"))
+                    .unwrap_or("")
+                    .to_owned();
+                self.restarts_after_exit.push(format!(
+                    "{} exited ({status}): {}",
+                    self.replicas[i].id,
+                    strip_ansi(&cause)
+                ));
+                let tail: Vec<&str> = log.lines().rev().take(25).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                self.exit_logs.push(format!(
+                    "--- {} ({status}) ---\n{}",
+                    self.replicas[i].id,
+                    strip_ansi(&tail.join("\n"))
+                ));
+                let id = self.replicas[i].id.clone();
+                self.replicas[i].daemon = self.spawn(&id);
+            }
+        }
+    }
+
+    fn assigned_elsewhere(&self, except: usize) -> f64 {
+        self.replicas
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != except)
+            .map(|(_, r)| r.daemon.metric("exactly_assigned_partitions"))
+            .sum()
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut esc = false;
+    for c in s.chars() {
+        match (esc, c) {
+            (false, '\u{1b}') => esc = true,
+            (true, 'm') => esc = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// Watches the output as a read_committed reader does and records the
+/// longest gap between two arrivals.
+struct Monitor {
+    stop: Arc<AtomicBool>,
+    longest: Arc<Mutex<Duration>>,
+    seen: Arc<AtomicUsize>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Monitor {
+    fn start(topic: &str) -> Monitor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let longest = Arc::new(Mutex::new(Duration::ZERO));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &broker().bootstrap)
+            .set("group.id", unique("monitor"))
+            .set("isolation.level", "read_committed")
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        c.assign(&tpl).unwrap();
+        let (s, l, n) = (stop.clone(), longest.clone(), seen.clone());
+        let handle = std::thread::spawn(move || {
+            let mut last: Option<Instant> = None;
+            while !s.load(Ordering::Relaxed) {
+                if let Some(Ok(_)) = c.poll(Duration::from_millis(100)) {
+                    let now = Instant::now();
+                    if let Some(prev) = last {
+                        let mut g = l.lock().unwrap();
+                        *g = (*g).max(now - prev);
+                    }
+                    last = Some(now);
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Monitor {
+            stop,
+            longest,
+            seen,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> (Duration, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap();
+        (
+            *self.longest.lock().unwrap(),
+            self.seen.load(Ordering::Relaxed),
+        )
+    }
+}
+
+struct Figures {
+    verify: serde_json::Value,
+    kills: usize,
+    zombies: usize,
+    bounces: usize,
+    scales: usize,
+    kill_recovery: Vec<Duration>,
+    join_stall: Vec<Duration>,
+    longest_stall: Duration,
+    restarts_after_exit: Vec<String>,
+    took: Duration,
+}
+
+fn run(guarantee: &'static str) -> Figures {
+    let records = env_or("RECORDS", 36_000) as usize;
+    let rate = env_or("RATE", 1_200) as usize;
+    let seed = env_or("SEED", 7);
+    let mut plan = Vec::new();
+    plan.extend(std::iter::repeat_n(
+        Fault::Kill,
+        env_or("KILLS", 3) as usize,
+    ));
+    plan.extend(std::iter::repeat_n(
+        Fault::Bounce,
+        env_or("BOUNCES", 1) as usize,
+    ));
+    plan.extend(std::iter::repeat_n(
+        Fault::Zombie,
+        env_or("ZOMBIES", 1) as usize,
+    ));
+    plan.extend(std::iter::repeat_n(
+        Fault::Scale,
+        env_or("SCALES", 1) as usize,
+    ));
+    let mut rng = Rng(seed);
+    for i in (1..plan.len()).rev() {
+        plan.swap(i, rng.next(i + 1));
+    }
+    eprintln!("[{guarantee}] {records} records at {rate}/s, seed {seed}, schedule {plan:?}");
+
+    let p = Pipeline::create(&format!("chaos-{guarantee}"), PARTITIONS, PARTITIONS);
+    let input = input_records(records, 997);
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let w = written.clone();
+        let topic = p.input.clone();
+        std::thread::spawn(move || produce_counted(&topic, input, rate, &w))
+    };
+    let started = Instant::now();
+    let monitor = Monitor::start(&p.output);
+    let mut cfg = DaemonConfig::new(&p.group, &p.input, &p.output, "unused");
+    cfg.guarantee = guarantee;
+    let ids: Vec<String> = (0..REPLICAS).map(|i| format!("{}-r{i}", p.group)).collect();
+    let mut fleet = Fleet::start(cfg, &ids);
+    let mut fig = Figures {
+        verify: serde_json::Value::Null,
+        kills: 0,
+        zombies: 0,
+        bounces: 0,
+        scales: 0,
+        kill_recovery: Vec::new(),
+        join_stall: Vec::new(),
+        longest_stall: Duration::ZERO,
+        restarts_after_exit: Vec::new(),
+        took: Duration::ZERO,
+    };
+
+    let n = plan.len();
+    for (i, fault) in plan.into_iter().enumerate() {
+        let milestone = records * (i + 1) / (n + 1);
+        wait_until(&format!("{milestone} records written"), || {
+            fleet.heal();
+            written.load(Ordering::Relaxed) >= milestone
+        });
+        fleet.heal();
+        let victim = rng.next(REPLICAS);
+        match fault {
+            Fault::Kill => {
+                // In mid-transaction: records consumed and not yet committed.
+                let d = &mut fleet.replicas[victim].daemon;
+                let t = Instant::now();
+                while d.metric("exactly_records_consumed_total")
+                    - d.metric("exactly_records_produced_total")
+                    < 1.0
+                    && t.elapsed() < Duration::from_secs(10)
+                {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                d.kill9();
+                let restarted = Instant::now();
+                let id = fleet.replicas[victim].id.clone();
+                fleet.replicas[victim].daemon = fleet.spawn(&id);
+                let d = &mut fleet.replicas[victim].daemon;
+                // Partitions flow again once it commits; only measurable
+                // while input still arrives.
+                let w = written.clone();
+                wait_until("the restarted replica's first commit", || {
+                    d.exited().is_some()
+                        || w.load(Ordering::Relaxed) >= records
+                        || d.metric("exactly_transactions_total{outcome=\"committed\"}") >= 1.0
+                });
+                if written.load(Ordering::Relaxed) < records && d.exited().is_none() {
+                    fig.kill_recovery.push(restarted.elapsed());
+                }
+                fig.kills += 1;
+            }
+            Fault::Scale => {
+                let id = format!("{}-extra", p.group);
+                let mut extra = fleet.spawn(&id);
+                let joined = Instant::now();
+                let w = written.clone();
+                wait_until("the new replica's first commit", || {
+                    extra.assert_alive();
+                    w.load(Ordering::Relaxed) >= records
+                        || extra.metric("exactly_transactions_total{outcome=\"committed\"}") >= 1.0
+                });
+                if written.load(Ordering::Relaxed) < records {
+                    fig.join_stall.push(joined.elapsed());
+                }
+                let (status, took) = extra.terminate();
+                assert!(
+                    status.success() && took < Duration::from_secs(10),
+                    "scale-in: {status} after {took:?}"
+                );
+                fig.scales += 1;
+            }
+            Fault::Zombie => {
+                fleet.replicas[victim].daemon.signal("STOP");
+                // Past the session timeout: the others hold every partition.
+                wait_until("the others to take the zombie's partitions", || {
+                    fleet.assigned_elsewhere(victim) >= PARTITIONS as f64
+                });
+                fleet.replicas[victim].daemon.signal("CONT");
+                fig.zombies += 1;
+            }
+            Fault::Bounce => {
+                broker().bounce_hard();
+                fig.bounces += 1;
+            }
+        }
+        eprintln!(
+            "[{guarantee}] {:>6.1}s {fault:?} done",
+            started.elapsed().as_secs_f64()
+        );
+    }
+
+    writer.join().unwrap();
+    let caught_up = Instant::now();
+    loop {
+        fleet.heal();
+        let (committed, end) = committed_and_end(&p.group, &p.input);
+        if end as usize == records && committed == end {
+            break;
+        }
+        if caught_up.elapsed() > WAIT {
+            for l in &fleet.exit_logs {
+                eprintln!("{l}");
+            }
+            panic!(
+                "[{guarantee}] the group did not commit the end of the input ({committed}/{end}); exits: {:#?}",
+                fleet.restarts_after_exit
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    fig.took = started.elapsed();
+    let (stall, _) = monitor.finish();
+    fig.longest_stall = stall;
+    fig.restarts_after_exit = fleet.restarts_after_exit.clone();
+
+    let (code, out, err) = exactly(
+        &[
+            "verify",
+            "--bootstrap-servers",
+            &broker().bootstrap,
+            "--group",
+            &p.group,
+            "--input",
+            &p.input,
+            "--output",
+            &p.output,
+            "--json",
+            "--wait-secs",
+            "90",
+        ],
+        &[],
+    );
+    assert!(code == 0 || code == 1, "verify failed to run: {err}");
+    fig.verify = serde_json::from_str(&out).unwrap();
+    fig
+}
+
+/// Writes `records` at about `per_sec`, publishing how many are acknowledged.
+fn produce_counted(topic: &str, records: Vec<Rec>, per_sec: usize, written: &AtomicUsize) {
+    use rdkafka::producer::Producer;
+    let p = producer();
+    let start = Instant::now();
+    let mut done = 0;
+    for chunk in records.chunks(500) {
+        for r in chunk {
+            send(&p, topic, r);
+        }
+        p.flush(Duration::from_secs(120))
+            .expect("input acknowledged");
+        done += chunk.len();
+        written.store(done, Ordering::Relaxed);
+        let due = start + Duration::from_secs_f64(done as f64 / per_sec as f64);
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            // Pacing of a load generator, not synchronisation.
+            std::thread::sleep(d);
+        }
+    }
+}
+
+fn print(guarantee: &str, f: &Figures) {
+    let r = &f.verify["report"];
+    let secs = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.2}", d.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    eprintln!(
+        "\n=== chaos figures ({guarantee}) ===\n\
+         inputs audited: {}  outputs read: {}\n\
+         missing: {}  duplicates: {}  order violations: {}\n\
+         faults: {} kills, {} broker bounces, {} zombies, {} scale-out/in\n\
+         kill -9 -> restarted replica's first commit (s): [{}]\n\
+         scale-out -> new replica's first commit (s): [{}]\n\
+         longest output stall: {:.2} s   run took: {:.1} s\n\
+         replicas that exited on their own and were restarted: {}",
+        r["inputs"],
+        r["outputs_read"],
+        r["missing"],
+        r["duplicates"],
+        r["order_violations"],
+        f.kills,
+        f.bounces,
+        f.zombies,
+        f.scales,
+        secs(&f.kill_recovery),
+        secs(&f.join_stall),
+        f.longest_stall.as_secs_f64(),
+        f.took.as_secs_f64(),
+        f.restarts_after_exit.len()
+    );
+    for r in &f.restarts_after_exit {
+        eprintln!("  {r}");
+    }
+}
+
+#[test]
+fn chaos_keeps_exactly_once_and_at_least_once_shows_duplicates() {
+    own_broker();
+    let eos = run("exactly_once");
+    print("exactly_once", &eos);
+    let r = &eos.verify["report"];
+    assert_eq!(eos.verify["clean"], true, "{:#}", eos.verify);
+    assert_eq!(
+        (
+            r["missing"].as_u64(),
+            r["duplicates"].as_u64(),
+            r["order_violations"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    assert_eq!(r["inputs"].as_u64(), Some(env_or("RECORDS", 36_000)));
+
+    let alo = run("at_least_once");
+    print("at_least_once", &alo);
+    let r = &alo.verify["report"];
+    assert_eq!(
+        r["missing"].as_u64(),
+        Some(0),
+        "at_least_once must not lose records"
+    );
+    assert!(
+        r["duplicates"].as_u64().unwrap() > 0,
+        "the same faults must duplicate in at_least_once mode: {:#}",
+        alo.verify
+    );
+}
