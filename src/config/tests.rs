@@ -60,6 +60,11 @@ fn the_documented_minimal_file_parses_as_written() {
     assert_eq!(s.processing.commit_interval_ms, 100);
     assert_eq!(s.processing.max_batch_records, 10_000);
     assert_eq!(s.processing.workers, 1);
+    assert!(
+        s.kafka.static_membership,
+        "static membership is on by default"
+    );
+    assert!(s.output.lineage, "lineage headers are on by default");
 }
 
 #[test]
@@ -80,6 +85,8 @@ fn environment_overrides_every_kind_of_key() {
             ("EXACTLY__INPUT__TOPICS", "a,b"),
             ("EXACTLY__KAFKA__CONSUMER__FETCH_MAX_BYTES", "1048576"),
             ("EXACTLY__LOG__FORMAT", "json"),
+            ("EXACTLY__KAFKA__STATIC_MEMBERSHIP", "false"),
+            ("EXACTLY__OUTPUT__LINEAGE", "false"),
             ("UNRELATED", "x"),
         ]),
     )
@@ -92,6 +99,8 @@ fn environment_overrides_every_kind_of_key() {
     assert_eq!(s.kafka.consumer["fetch.max.bytes"], "1048576");
     assert_eq!(s.kafka.consumer["session.timeout.ms"], "6000");
     assert_eq!(s.log.format, LogFormat::Json);
+    assert!(!s.kafka.static_membership);
+    assert!(!s.output.lineage);
 }
 
 #[test]
@@ -199,6 +208,7 @@ fn properties_that_would_break_the_guarantee_are_refused() {
     for (section, prop) in [
         ("[kafka.consumer]", "isolation.level"),
         ("[kafka.consumer]", "enable.auto.commit"),
+        ("[kafka.consumer]", "group.instance.id"),
         ("[kafka.producer]", "transactional.id"),
         ("[kafka.producer]", "enable.idempotence"),
     ] {
