@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::config::Settings;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Health, Metrics};
-use worker::{run_worker, WorkerSpec};
+use worker::{run_worker, Finished, WorkerSpec};
 
 /// Starts `processing.workers` workers and waits for all of them. Returns
 /// the first fatal error; a fatal error in one worker stops the others.
@@ -43,10 +43,32 @@ pub async fn run_workers(
         std::thread::Builder::new()
             .name(format!("worker-{index}"))
             .spawn(move || {
-                let result =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_worker(spec)))
-                        .unwrap_or_else(|_| Err(anyhow!("worker {index} panicked")));
-                let _ = tx.send(result);
+                let finished =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_worker(spec)));
+                match finished {
+                    // A graceful stop closes the consumer (leaving the group)
+                    // before it reports.
+                    Ok(Finished {
+                        result: Ok(()),
+                        clients,
+                    }) => {
+                        drop(clients);
+                        let _ = tx.send(Ok(()));
+                    }
+                    // A failure is reported first: cleanup of clients in a
+                    // fatal state may block, and must not keep the process
+                    // from exiting with the cause.
+                    Ok(Finished {
+                        result: Err(e),
+                        clients,
+                    }) => {
+                        let _ = tx.send(Err(e));
+                        drop(clients);
+                    }
+                    Err(_) => {
+                        let _ = tx.send(Err(anyhow!("worker {index} panicked")));
+                    }
+                }
             })?;
     }
     drop(tx);

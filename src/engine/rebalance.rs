@@ -80,6 +80,11 @@ impl WorkerContext {
         if !self.txn_open.swap(false, Ordering::AcqRel) {
             return;
         }
+        if self.output.is_fatal() {
+            // The worker is on its way out; a fatal producer is not called
+            // again, and its transaction dies with it (fenced or timed out).
+            return;
+        }
         let give_up = || self.give_up();
         let result = match self.output.guarantee() {
             Guarantee::ExactlyOnce => self.output.abort(&give_up),

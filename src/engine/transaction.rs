@@ -7,7 +7,7 @@
 //! - `at_least_once`: produce, flush (wait for every acknowledgement), then
 //!   commit the positions through the consumer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,10 @@ pub struct Output {
     producer: ThreadedProducer<DeliveryContext>,
     guarantee: Guarantee,
     default_topic: String,
+    /// Latched on the first fatal failure: a producer in that state is never
+    /// called again (librdkafka's transactional calls can block for good
+    /// after a fatal error — librdkafka issue 4420).
+    fatal: AtomicBool,
 }
 
 impl Output {
@@ -96,7 +100,64 @@ impl Output {
             producer,
             guarantee,
             default_topic,
+            fatal: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the producer failed fatally: it must not be used again.
+    pub fn is_fatal(&self) -> bool {
+        self.fatal_cause().is_some()
+    }
+
+    fn fatal_cause(&self) -> Option<String> {
+        if let Some((code, message)) = self.producer.client().fatal_error() {
+            return Some(format!(
+                "the producer has a fatal error ({code:?}): {message}"
+            ));
+        }
+        self.fatal
+            .load(Ordering::Acquire)
+            .then(|| "the producer failed fatally earlier".to_owned())
+    }
+
+    /// Runs a transactional call unless the producer is already fatal, and
+    /// latches a fatal outcome.
+    fn guarded(&self, call: impl FnOnce() -> Result<(), TxnFailure>) -> Result<(), TxnFailure> {
+        if let Some(cause) = self.fatal_cause() {
+            return Err(TxnFailure::Fatal(cause));
+        }
+        let result = call();
+        if let Err(TxnFailure::Fatal(_)) = &result {
+            self.fatal.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// `init_transactions`: fences any earlier producer with the same
+    /// transactional id and aborts its open transaction.
+    pub fn init(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
+        self.guarded(|| self.init_unguarded(stop))
+    }
+
+    /// Starts a transaction (exactly_once) or a batch (at_least_once).
+    pub fn begin(&self) -> Result<(), TxnFailure> {
+        self.guarded(|| self.begin_unguarded())
+    }
+
+    /// Commits `offsets` together with everything produced since `begin`.
+    pub fn commit<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        offsets: &TopicPartitionList,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<(), TxnFailure> {
+        self.guarded(|| self.commit_unguarded(consumer, offsets, stop))
+    }
+
+    /// Aborts the open transaction; see `abort_unguarded` for what that
+    /// means in each guarantee.
+    pub fn abort(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
+        self.guarded(|| self.abort_unguarded(stop))
     }
 
     /// The guarantee this output keeps.
@@ -107,7 +168,7 @@ impl Output {
     /// `init_transactions`: fences any earlier producer with the same
     /// transactional id and aborts its open transaction. Retried while
     /// librdkafka says it can be.
-    pub fn init(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
+    fn init_unguarded(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
         if self.guarantee == Guarantee::AtLeastOnce {
             return Ok(());
         }
@@ -123,7 +184,7 @@ impl Output {
     }
 
     /// Starts a transaction (exactly_once) or a batch (at_least_once).
-    pub fn begin(&self) -> Result<(), TxnFailure> {
+    fn begin_unguarded(&self) -> Result<(), TxnFailure> {
         if self.guarantee == Guarantee::AtLeastOnce {
             // Forget failures of deliveries from before this batch.
             let _ = self.producer.context().take_failures();
@@ -178,7 +239,7 @@ impl Output {
     }
 
     /// Commits `offsets` together with everything produced since `begin`.
-    pub fn commit<C: ConsumerContext>(
+    fn commit_unguarded<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         offsets: &TopicPartitionList,
@@ -221,7 +282,7 @@ impl Output {
     /// read_committed readers. In at_least_once mode, records not yet sent
     /// are dropped from the queue (they will be produced again after the
     /// rewind); those already sent stay — that is at-least-once.
-    pub fn abort(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
+    fn abort_unguarded(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
         match self.guarantee {
             Guarantee::ExactlyOnce => {
                 // Let in-flight produce requests finish first. Aborting while

@@ -61,9 +61,38 @@ fn injected_abort_every() -> Option<u64> {
         .filter(|n| *n > 0)
 }
 
-/// Runs worker `spec.index` until a stop is requested (Ok) or a fatal error
-/// (Err with the cause).
-pub fn run_worker(spec: WorkerSpec) -> anyhow::Result<()> {
+/// What a worker leaves behind: its outcome, and its clients. The caller
+/// drops the clients after reporting a failure, so that a librdkafka call
+/// blocked in cleanup cannot hold the process up; after a graceful stop it
+/// drops them first, so the consumer closes cleanly before the exit.
+pub struct Finished {
+    /// `Ok` after a requested stop, `Err` with the cause of a fatal error.
+    pub result: anyhow::Result<()>,
+    /// The consumer, which owns the producer through its context.
+    pub clients: Option<BaseConsumer<WorkerContext>>,
+}
+
+/// Runs worker `spec.index` until a stop is requested or a fatal error.
+pub fn run_worker(spec: WorkerSpec) -> Finished {
+    let consumer = match build_clients(&spec) {
+        Ok(c) => c,
+        Err(e) => {
+            spec.health.set_failed();
+            return Finished {
+                result: Err(e),
+                clients: None,
+            };
+        }
+    };
+    let result = drive(&consumer, spec);
+    Finished {
+        result,
+        clients: Some(consumer),
+    }
+}
+
+/// The worker's producer (inside the consumer's context) and consumer.
+fn build_clients(spec: &WorkerSpec) -> anyhow::Result<BaseConsumer<WorkerContext>> {
     let WorkerSpec {
         index,
         settings,
@@ -71,10 +100,11 @@ pub fn run_worker(spec: WorkerSpec) -> anyhow::Result<()> {
         health,
         shutdown,
     } = spec;
+    let index = *index;
     let txn_id = settings.worker_transactional_id(index);
     let client_id = format!("exactly-{txn_id}");
     let producer: ThreadedProducer<DeliveryContext> =
-        kafka::producer_config(&settings, &client_id, &txn_id)
+        kafka::producer_config(settings, &client_id, &txn_id)
             .create_with_context(DeliveryContext::default())
             .context("cannot create the producer from [kafka.producer]")?;
     let output = Output::new(
@@ -91,11 +121,22 @@ pub fn run_worker(spec: WorkerSpec) -> anyhow::Result<()> {
         shutdown.clone(),
         budget,
     );
-    let consumer: BaseConsumer<WorkerContext> =
-        kafka::consumer_config(&settings, &client_id, &txn_id)
-            .create_with_context(context)
-            .context("cannot create the consumer from [kafka.consumer]")?;
+    kafka::consumer_config(settings, &client_id, &txn_id)
+        .create_with_context(context)
+        .context("cannot create the consumer from [kafka.consumer]")
+}
 
+/// Initialises the producer, subscribes, and runs the loop.
+fn drive(consumer: &BaseConsumer<WorkerContext>, spec: WorkerSpec) -> anyhow::Result<()> {
+    let WorkerSpec {
+        index,
+        settings,
+        metrics,
+        health,
+        shutdown,
+    } = spec;
+    let txn_id = settings.worker_transactional_id(index);
+    let budget = Duration::from_millis(settings.processing.shutdown_timeout_ms);
     let give_up = || consumer.context().give_up() || shutdown.is_requested();
     tracing::info!(worker = index, transactional_id = %txn_id, guarantee = %settings.processing.guarantee, "initialising the producer");
     consumer.context().output.init(&give_up).map_err(|f| {
@@ -110,7 +151,7 @@ pub fn run_worker(spec: WorkerSpec) -> anyhow::Result<()> {
 
     let mut loop_ = Loop {
         index,
-        consumer: &consumer,
+        consumer,
         metrics,
         shutdown: shutdown.clone(),
         policy: BatchPolicy::from(&settings.processing),
@@ -136,10 +177,6 @@ pub fn run_worker(spec: WorkerSpec) -> anyhow::Result<()> {
     if result.is_err() {
         health.set_failed();
     }
-    // Dropping the consumer closes it: the revoke callback runs (nothing is
-    // open any more) and the group is left, so partitions move at once.
-    drop(loop_);
-    drop(consumer);
     result
 }
 
