@@ -9,9 +9,10 @@ use crate::engine::run_workers;
 use crate::kafka::check_cluster;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{serve, Health, Metrics};
+use crate::transform::Registry;
 
 /// Runs the daemon until a signal or a fatal error. `Ok` means a graceful stop.
-pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(settings: Settings, registry: Registry, shutdown: Shutdown) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let health = Health::new(settings.processing.workers);
     tracing::info!(
@@ -33,7 +34,7 @@ pub async fn run(settings: Settings, shutdown: Shutdown) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(settings.kafka.startup_timeout_ms);
     tokio::task::spawn_blocking(move || check_cluster(&check, timeout)).await??;
 
-    let result = run_workers(&settings, &metrics, &health, &shutdown).await;
+    let result = run_workers(&settings, &registry, &metrics, &health, &shutdown).await;
     shutdown.request();
     let _ = http.await;
     result

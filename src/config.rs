@@ -33,6 +33,63 @@ pub struct Settings {
     /// Log format and level.
     #[serde(default)]
     pub log: LogSettings,
+    /// The transform chain: `[[transform]]` tables applied in order, each
+    /// with a `type` (filter, map, key, route, headers, explode, or a
+    /// registered custom step). Empty: records pass through unchanged.
+    #[serde(default)]
+    pub transform: Vec<serde_json::Value>,
+    /// Where records go that the chain cannot handle.
+    #[serde(default)]
+    pub dead_letter: DeadLetterSettings,
+}
+
+/// What happens to a record that cannot be decoded, transformed or produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum FailurePolicy {
+    /// Write the original record, with error headers, to the dead-letter
+    /// topic inside the same transaction.
+    DeadLetter,
+    /// Count it and move on.
+    Skip,
+    /// Stop the worker with the error; the record's offset is not committed.
+    Fail,
+}
+
+impl TryFrom<String> for FailurePolicy {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "dead_letter" => Ok(FailurePolicy::DeadLetter),
+            "skip" => Ok(FailurePolicy::Skip),
+            "fail" => Ok(FailurePolicy::Fail),
+            other => Err(format!(
+                "`{other}` is not a policy; use \"dead_letter\", \"skip\" or \"fail\""
+            )),
+        }
+    }
+}
+
+/// `[dead_letter]`
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeadLetterSettings {
+    /// The dead-letter topic.
+    pub topic: Option<String>,
+    /// `dead_letter` (the default when a topic is set), `skip`, or `fail`
+    /// (the default without a topic).
+    pub policy: Option<FailurePolicy>,
+}
+
+impl DeadLetterSettings {
+    /// The policy in force.
+    pub fn effective_policy(&self) -> FailurePolicy {
+        match (self.policy, &self.topic) {
+            (Some(p), _) => p,
+            (None, Some(_)) => FailurePolicy::DeadLetter,
+            (None, None) => FailurePolicy::Fail,
+        }
+    }
 }
 
 /// `[kafka]`: the cluster, the consumer group and this replica's identity.
@@ -78,6 +135,9 @@ fn default_startup_timeout_ms() -> u64 {
 pub struct InputSettings {
     /// Topics to consume; all replicas share their partitions.
     pub topics: Vec<String>,
+    /// How values are read by expressions: `json` (default), `string`, `bytes`.
+    #[serde(default)]
+    pub format: crate::transform::Format,
 }
 
 /// `[output]`
@@ -90,6 +150,10 @@ pub struct OutputSettings {
     /// offset, output index) so that `exactly verify` can audit it.
     #[serde(default = "yes")]
     pub lineage: bool,
+    /// How values produced by expressions are written: `json` (default),
+    /// `string`, `bytes`.
+    #[serde(default)]
+    pub format: crate::transform::Format,
 }
 
 fn yes() -> bool {
@@ -362,6 +426,23 @@ impl Settings {
             check_topic_name(&format!("input.topics[{i}]"), t)?;
         }
         check_topic_name("output.topic", &self.output.topic)?;
+        if let Some(t) = &self.dead_letter.topic {
+            check_topic_name("dead_letter.topic", t)?;
+            if self.input.topics.contains(t) {
+                return Err(invalid(
+                    "dead_letter.topic",
+                    format!("`{t}` is also an input topic"),
+                ));
+            }
+        }
+        if self.dead_letter.policy == Some(FailurePolicy::DeadLetter)
+            && self.dead_letter.topic.is_none()
+        {
+            return Err(invalid(
+                "dead_letter.policy",
+                "\"dead_letter\" needs dead_letter.topic",
+            ));
+        }
         if self.input.topics.contains(&self.output.topic) {
             return Err(invalid(
                 "output.topic",

@@ -20,10 +20,13 @@
 //! - [`verify`]: `exactly verify` — the exactly-once audit from lineage headers.
 //! - [`shutdown`]: the stop latch shared by signals, workers and the server.
 //! - [`app`]: `exactly run` — everything above wired together.
+//! - [`cli`]: the command line (`run`, `check`, `verify`), reusable by a
+//!   binary that registers custom steps (see `examples/custom_step.rs`).
 //!
-//! The binary (`src/main.rs`) only parses the command line.
+//! The binary (`src/main.rs`) only calls [`cli::main_with`].
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod kafka;

@@ -90,6 +90,7 @@ impl Fleet {
             guarantee: self.cfg.guarantee,
             commit_interval_ms: self.cfg.commit_interval_ms,
             max_batch_records: self.cfg.max_batch_records,
+            extra_toml: self.cfg.extra_toml.clone(),
             extra_env: self.cfg.extra_env.clone(),
         };
         Daemon::start(&cfg)

@@ -36,6 +36,7 @@ pub struct Batch {
     bytes: usize,
     outputs: u64,
     partitions: Vec<(String, i32)>,
+    per_topic: Vec<(String, u64)>,
 }
 
 impl Batch {
@@ -68,6 +69,19 @@ impl Batch {
         {
             self.partitions.push((topic.to_owned(), partition));
         }
+    }
+
+    /// One output to `topic` is in the open transaction.
+    pub fn count_output(&mut self, topic: &str) {
+        match self.per_topic.iter_mut().find(|(t, _)| t == topic) {
+            Some((_, n)) => *n += 1,
+            None => self.per_topic.push((topic.to_owned(), 1)),
+        }
+    }
+
+    /// Outputs of the open transaction per topic.
+    pub fn per_topic(&self) -> &[(String, u64)] {
+        &self.per_topic
     }
 
     /// Input records in the open transaction.
@@ -114,6 +128,7 @@ impl Batch {
         self.bytes = 0;
         self.outputs = 0;
         self.partitions.clear();
+        self.per_topic.clear();
     }
 }
 

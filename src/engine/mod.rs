@@ -4,12 +4,16 @@
 //! - [`rebalance`]: the consumer context; aborts on revoke and loss.
 //! - [`transaction`]: the producer and the transaction calls of each guarantee.
 //! - [`batch`]: when a transaction closes.
+//! - [`dead_letter`]: the record a failed input becomes in the dead-letter topic.
 //! - [`offsets`]: positions to commit, and rewinding to committed offsets.
+//! - [`quarantine`]: inputs whose outputs failed for good, kept from looping.
 //! - [`errors`]: librdkafka error classes mapped to retry / abort / fatal.
 
 pub mod batch;
+pub mod dead_letter;
 pub mod errors;
 pub mod offsets;
+pub mod quarantine;
 pub mod rebalance;
 pub mod transaction;
 pub mod worker;
@@ -20,12 +24,14 @@ use tokio::sync::mpsc;
 use crate::config::Settings;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Health, Metrics};
+use crate::transform::Registry;
 use worker::{run_worker, Finished, WorkerSpec};
 
 /// Starts `processing.workers` workers and waits for all of them. Returns
 /// the first fatal error; a fatal error in one worker stops the others.
 pub async fn run_workers(
     settings: &Settings,
+    registry: &Registry,
     metrics: &Metrics,
     health: &Health,
     shutdown: &Shutdown,
@@ -35,6 +41,7 @@ pub async fn run_workers(
         let spec = WorkerSpec {
             index,
             settings: settings.clone(),
+            registry: registry.clone(),
             metrics: metrics.clone(),
             health: health.clone(),
             shutdown: shutdown.clone(),

@@ -43,16 +43,42 @@ const RETRY_BUDGET: Duration = Duration::from_secs(60);
 pub struct DeliveryContext {
     failures: AtomicU64,
     first_failure: Mutex<Option<String>>,
+    /// Tags of outputs that failed for good, with the error.
+    permanent: Mutex<Vec<(usize, String)>>,
+}
+
+/// Delivery errors that a retry cannot fix: the same record fails again.
+fn is_permanent(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::MessageBatchTooLarge
+                | RDKafkaErrorCode::InvalidRecord
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::UnknownTopicOrPartition
+                | RDKafkaErrorCode::UnknownTopic
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+        )
+    )
 }
 
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = ();
+    /// The input record's tag (see `quarantine::Origins`).
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
         if let Err((err, msg)) = result {
             use rdkafka::Message;
+            if is_permanent(err) {
+                self.permanent
+                    .lock()
+                    .expect("permanent failure lock")
+                    .push((tag, format!("{err} (to {})", msg.topic())));
+            }
             if self.failures.fetch_add(1, Ordering::AcqRel) == 0 {
                 let text = format!(
                     "delivery to {}[{}] failed: {err}",
@@ -66,6 +92,11 @@ impl ProducerContext for DeliveryContext {
 }
 
 impl DeliveryContext {
+    /// Tags and errors of outputs that failed for good since the last call.
+    fn take_permanent(&self) -> Vec<(usize, String)> {
+        std::mem::take(&mut *self.permanent.lock().expect("permanent failure lock"))
+    }
+
     /// Failed deliveries since the last call, with the first one's message.
     fn take_failures(&self) -> Option<(u64, String)> {
         let n = self.failures.swap(0, Ordering::AcqRel);
@@ -160,6 +191,16 @@ impl Output {
         self.guarded(|| self.abort_unguarded(stop))
     }
 
+    /// Tags and errors of outputs that failed for good (see `quarantine`).
+    pub fn take_permanent_failures(&self) -> Vec<(usize, String)> {
+        self.producer.context().take_permanent()
+    }
+
+    /// The topic of records that name none.
+    pub fn default_topic(&self) -> &str {
+        &self.default_topic
+    }
+
     /// The guarantee this output keeps.
     pub fn guarantee(&self) -> Guarantee {
         self.guarantee
@@ -197,9 +238,9 @@ impl Output {
 
     /// Produces `record` asynchronously; the commit waits for its
     /// acknowledgement. Waits for room when librdkafka's queue is full.
-    pub fn send(&self, record: &Record) -> Result<(), TxnFailure> {
+    pub fn send(&self, record: &Record, tag: usize) -> Result<(), TxnFailure> {
         let topic = record.topic.as_deref().unwrap_or(&self.default_topic);
-        let mut base: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(topic);
+        let mut base: BaseRecord<'_, [u8], [u8], usize> = BaseRecord::with_opaque_to(topic, tag);
         if let Some(k) = &record.key {
             base = base.key(k.as_slice());
         }

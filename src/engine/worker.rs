@@ -18,16 +18,20 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::ThreadedProducer;
 use rdkafka::Message;
 
+use std::collections::HashMap;
+
 use super::batch::{Batch, BatchPolicy};
+use super::dead_letter;
 use super::offsets::{positions_to_commit, rewind, ResetPolicy};
+use super::quarantine::{Culprit, Origins, Quarantine, DEAD_LETTER_FLAG};
 use super::rebalance::WorkerContext;
 use super::transaction::{DeliveryContext, Output, TxnFailure};
-use crate::config::Settings;
+use crate::config::{FailurePolicy, Settings};
 use crate::kafka;
 use crate::lineage;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Health, Metrics};
-use crate::transform::{Chain, Header, Record};
+use crate::transform::{Chain, Header, Record, Registry};
 
 /// Poll timeout while no transaction is open: bounds how late a stop request
 /// is noticed.
@@ -44,6 +48,8 @@ pub struct WorkerSpec {
     pub index: usize,
     /// The whole configuration.
     pub settings: Settings,
+    /// Step types for the transform chain.
+    pub registry: Registry,
     /// Process metrics.
     pub metrics: Metrics,
     /// Process health.
@@ -99,6 +105,7 @@ fn build_clients(spec: &WorkerSpec) -> anyhow::Result<BaseConsumer<WorkerContext
         metrics,
         health,
         shutdown,
+        ..
     } = spec;
     let index = *index;
     let txn_id = settings.worker_transactional_id(index);
@@ -131,10 +138,18 @@ fn drive(consumer: &BaseConsumer<WorkerContext>, spec: WorkerSpec) -> anyhow::Re
     let WorkerSpec {
         index,
         settings,
+        registry,
         metrics,
         health,
         shutdown,
     } = spec;
+    let chain = registry
+        .build(
+            &settings.transform,
+            settings.input.format,
+            settings.output.format,
+        )
+        .map_err(|e| anyhow!("invalid transform chain: {e}"))?;
     let txn_id = settings.worker_transactional_id(index);
     let budget = Duration::from_millis(settings.processing.shutdown_timeout_ms);
     let give_up = || consumer.context().give_up() || shutdown.is_requested();
@@ -162,7 +177,7 @@ fn drive(consumer: &BaseConsumer<WorkerContext>, spec: WorkerSpec) -> anyhow::Re
                 .get("auto.offset.reset")
                 .map(String::as_str),
         ),
-        chain: Chain::default(),
+        chain,
         batch: Batch::default(),
         outputs: Vec::new(),
         budget,
@@ -171,6 +186,17 @@ fn drive(consumer: &BaseConsumer<WorkerContext>, spec: WorkerSpec) -> anyhow::Re
         abort_every: injected_abort_every(),
         transactions: 0,
         lineage: settings.output.lineage,
+        on_failure_policy: settings.dead_letter.effective_policy(),
+        dead_letter_topic: settings.dead_letter.topic.clone(),
+        origins: Origins::new(&settings.input.topics),
+        quarantine: Quarantine::default(),
+        known_topics: HashMap::new(),
+        max_message_bytes: settings
+            .kafka
+            .producer
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000),
     };
     let result = loop_.run();
     health.worker(index).set_producer_ready(false);
@@ -196,6 +222,24 @@ struct Loop<'a> {
     abort_every: Option<u64>,
     transactions: u64,
     lineage: bool,
+    on_failure_policy: FailurePolicy,
+    dead_letter_topic: Option<String>,
+    origins: Origins,
+    quarantine: Quarantine,
+    known_topics: HashMap<String, (bool, Instant)>,
+    max_message_bytes: usize,
+}
+
+/// A record the chain or the producer could not handle.
+pub struct RecordFailure {
+    /// The failing step: `N (type)`, or `produce`.
+    pub step: String,
+    /// A short class: decode, eval, type, too_large, unknown_topic, ...
+    pub kind: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// The record already failed on its way to the dead-letter topic.
+    pub dead_letter_failed: bool,
 }
 
 impl Loop<'_> {
@@ -247,34 +291,163 @@ impl Loop<'_> {
             self.ctx().set_txn_open(true);
             self.batch.open(Instant::now());
         }
+        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
         let record = to_record(msg);
         let bytes = record.payload_len();
+        if let Some(culprit) = self.quarantine.take(topic, partition, offset) {
+            let failure = RecordFailure {
+                step: "produce".into(),
+                kind: "delivery",
+                message: culprit.cause,
+                dead_letter_failed: culprit.dead_letter_failed,
+            };
+            return self.record_failed(msg, record, bytes, failure);
+        }
         self.outputs.clear();
         if let Err(e) = self.chain.apply(record, &mut self.outputs) {
-            // Deterministic: a replay fails the same way, so stop rather than
-            // loop. The offset of this record is not committed.
-            let cause = format!(
-                "record {}[{}]@{}: {e}",
-                msg.topic(),
-                msg.partition(),
-                msg.offset()
-            );
-            let _ = self.abort(&cause);
-            return Err(anyhow!("worker {}: {cause}", self.index));
+            let failure = RecordFailure {
+                step: format!("{} ({})", e.index, e.name),
+                kind: e.error.kind,
+                message: e.error.message,
+                dead_letter_failed: false,
+            };
+            return self.record_failed(msg, to_record(msg), bytes, failure);
+        }
+        if self.outputs.is_empty() {
+            self.metrics.filtered();
+        }
+        if let Err(failure) = self.check_outputs() {
+            return self.record_failed(msg, to_record(msg), bytes, failure);
         }
         if self.lineage {
             for (i, out) in self.outputs.iter_mut().enumerate() {
-                lineage::stamp(out, msg.topic(), msg.partition(), msg.offset(), i as u32);
+                lineage::stamp(out, topic, partition, offset, i as u32);
             }
         }
-        for out in &self.outputs {
-            if let Err(f) = self.ctx().output.send(out) {
+        let tag = self.origins.pack(topic, partition, offset);
+        for i in 0..self.outputs.len() {
+            if let Err(f) = self.ctx().output.send(&self.outputs[i], tag) {
                 return self.on_failure(f);
             }
+            let t = self.outputs[i]
+                .topic
+                .clone()
+                .unwrap_or_else(|| self.ctx().output.default_topic().to_owned());
+            self.batch.count_output(&t);
         }
-        self.batch
-            .add(msg.topic(), msg.partition(), bytes, self.outputs.len());
+        self.batch.add(topic, partition, bytes, self.outputs.len());
         Ok(())
+    }
+
+    /// Checks what a broker or librdkafka would refuse for good, before any
+    /// output of the record is sent: all of a record's outputs go, or none.
+    fn check_outputs(&mut self) -> Result<(), RecordFailure> {
+        for i in 0..self.outputs.len() {
+            let size = self.outputs[i].wire_len();
+            if size > self.max_message_bytes {
+                return Err(RecordFailure {
+                    step: "produce".into(),
+                    kind: "too_large",
+                    message: format!(
+                        "output {} is {size} bytes, over message.max.bytes = {}",
+                        i, self.max_message_bytes
+                    ),
+                    dead_letter_failed: false,
+                });
+            }
+            if let Some(t) = self.outputs[i].topic.clone() {
+                if !self.topic_exists(&t) {
+                    return Err(RecordFailure {
+                        step: "produce".into(),
+                        kind: "unknown_topic",
+                        message: format!("output topic `{t}` does not exist"),
+                        dead_letter_failed: false,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `topic` exists, from a cache refreshed every 30 s for topics
+    /// found missing (they may be created meanwhile).
+    fn topic_exists(&mut self, topic: &str) -> bool {
+        if topic == self.ctx().output.default_topic() {
+            return true;
+        }
+        if let Some((exists, at)) = self.known_topics.get(topic) {
+            if *exists || at.elapsed() < Duration::from_secs(30) {
+                return *exists;
+            }
+        }
+        let exists = self
+            .consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map(|m| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            })
+            .unwrap_or(false);
+        self.known_topics
+            .insert(topic.to_owned(), (exists, Instant::now()));
+        exists
+    }
+
+    /// Applies the failure policy to a record the chain or the producer
+    /// cannot handle. `original` is the input as it was read.
+    fn record_failed(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        original: Record,
+        bytes: usize,
+        failure: RecordFailure,
+    ) -> anyhow::Result<()> {
+        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        self.metrics.transform_error(&failure.step, failure.kind);
+        let cause = format!(
+            "record {topic}[{partition}]@{offset}: step {}: {}: {}",
+            failure.step, failure.kind, failure.message
+        );
+        let policy = if failure.dead_letter_failed {
+            FailurePolicy::Fail
+        } else {
+            self.on_failure_policy
+        };
+        match policy {
+            FailurePolicy::Fail => {
+                let _ = self.abort(&cause);
+                let hint = if failure.dead_letter_failed {
+                    " (and its dead-letter record could not be written either)"
+                } else {
+                    ""
+                };
+                Err(anyhow!("worker {}: {cause}{hint}", self.index))
+            }
+            FailurePolicy::Skip => {
+                tracing::warn!(worker = self.index, cause, "skipping the record");
+                self.metrics.skipped();
+                self.batch.add(topic, partition, bytes, 0);
+                Ok(())
+            }
+            FailurePolicy::DeadLetter => {
+                let dlq = self
+                    .dead_letter_topic
+                    .clone()
+                    .expect("validated: policy needs a topic");
+                tracing::warn!(worker = self.index, cause, topic = %dlq, "sending the record to the dead-letter topic");
+                let record =
+                    dead_letter::record(original, &dlq, (topic, partition, offset), &failure);
+                let tag = self.origins.pack(topic, partition, offset) | DEAD_LETTER_FLAG;
+                if let Err(f) = self.ctx().output.send(&record, tag) {
+                    return self.on_failure(f);
+                }
+                self.metrics.dead_lettered();
+                self.batch.count_output(&dlq);
+                self.batch.add(topic, partition, bytes, 1);
+                Ok(())
+            }
+        }
     }
 
     /// Commits the open transaction with the positions it consumed up to.
@@ -305,6 +478,9 @@ impl Loop<'_> {
                     .unwrap_or_default();
                 self.metrics
                     .transaction_committed(self.batch.outputs(), took);
+                for (topic, n) in self.batch.per_topic() {
+                    self.metrics.output_records(topic, *n);
+                }
                 tracing::debug!(
                     worker = self.index,
                     records = self.batch.records(),
@@ -326,6 +502,22 @@ impl Loop<'_> {
             TxnFailure::Fatal(m) => Err(anyhow!("worker {}: fatal Kafka error: {m}", self.index)),
             TxnFailure::Abortable(cause) => {
                 self.abort(&cause)?;
+                for (tag, error) in self.ctx().output.take_permanent_failures() {
+                    let (input, dead_letter_failed) = self.origins.unpack(tag);
+                    tracing::warn!(
+                        worker = self.index,
+                        ?input,
+                        error,
+                        "quarantining the input: its output failed for good"
+                    );
+                    self.quarantine.insert(
+                        input,
+                        Culprit {
+                            cause: error,
+                            dead_letter_failed,
+                        },
+                    );
+                }
                 self.aborts_in_a_row += 1;
                 self.last_abort_cause = cause;
                 if self.aborts_in_a_row >= MAX_CONSECUTIVE_ABORTS && self.abort_every.is_none() {

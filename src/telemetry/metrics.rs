@@ -20,6 +20,11 @@ pub struct Metrics {
     assigned_partitions: IntGauge,
     consumer_lag: IntGaugeVec,
     rewinds: IntCounter,
+    transform_errors: IntCounterVec,
+    dead_letters: IntCounter,
+    filtered: IntCounter,
+    skipped: IntCounter,
+    output_records: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -86,7 +91,43 @@ impl Metrics {
             "Times the assigned partitions were rewound to their committed offsets after an abort",
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+        let transform_errors = IntCounterVec::new(
+            Opts::new(
+                "exactly_transform_errors_total",
+                "Input records the chain could not decode, transform or produce, by step and kind",
+            ),
+            &["step", "kind"],
+        )
+        .expect("valid metric");
+        let dead_letters = IntCounter::new(
+            "exactly_dead_letter_records_total",
+            "Records written to the dead-letter topic",
+        )
+        .expect("valid metric");
+        let filtered = IntCounter::new(
+            "exactly_records_filtered_total",
+            "Input records for which the chain produced no output",
+        )
+        .expect("valid metric");
+        let skipped = IntCounter::new(
+            "exactly_records_skipped_total",
+            "Failed input records skipped by the `skip` policy",
+        )
+        .expect("valid metric");
+        let output_records = IntCounterVec::new(
+            Opts::new(
+                "exactly_output_records_total",
+                "Committed output records per topic (dead-letter topic included)",
+            ),
+            &["topic"],
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+            Box::new(transform_errors.clone()),
+            Box::new(dead_letters.clone()),
+            Box::new(filtered.clone()),
+            Box::new(skipped.clone()),
+            Box::new(output_records.clone()),
             Box::new(records_consumed.clone()),
             Box::new(records_produced.clone()),
             Box::new(rewinds.clone()),
@@ -113,7 +154,37 @@ impl Metrics {
             assigned_partitions,
             consumer_lag,
             rewinds,
+            transform_errors,
+            dead_letters,
+            filtered,
+            skipped,
+            output_records,
         }
+    }
+
+    /// A record failed in `step` with an error of class `kind`.
+    pub fn transform_error(&self, step: &str, kind: &str) {
+        self.transform_errors.with_label_values(&[step, kind]).inc();
+    }
+
+    /// A record went to the dead-letter topic.
+    pub fn dead_lettered(&self) {
+        self.dead_letters.inc();
+    }
+
+    /// The chain dropped a record (a filter).
+    pub fn filtered(&self) {
+        self.filtered.inc();
+    }
+
+    /// The `skip` policy dropped a failed record.
+    pub fn skipped(&self) {
+        self.skipped.inc();
+    }
+
+    /// A transaction committed `n` outputs to `topic`.
+    pub fn output_records(&self, topic: &str, n: u64) {
+        self.output_records.with_label_values(&[topic]).inc_by(n);
     }
 
     /// One input record was read.

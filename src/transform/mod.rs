@@ -1,17 +1,29 @@
 //! The [`Transform`] trait: one step that turns an input record into zero,
 //! one or many output records, possibly bound for several topics.
 //!
-//! Steps run in a [`Chain`]. A step that fails for a record returns a
-//! [`TransformError`]; the engine decides what happens to that record
-//! (today: the worker stops with the error, its offset is not committed).
+//! Steps run in a [`Chain`], built from the `[[transform]]` tables by a
+//! [`Registry`] (the jq steps of [`steps`], and any custom step a program
+//! registers). A step that fails for a record returns a [`TransformError`];
+//! the engine's dead-letter policy decides what happens to that record.
+//!
+//! - [`format`]: json / string / bytes values, decoded only when needed.
+//! - [`jq`]: compiled jq expressions with `$key` and `$headers`.
+//! - [`steps`]: filter, map, key, route, headers, explode.
+//! - [`registry`]: step types by name; the chain from configuration.
 
 mod chain;
+pub mod format;
+pub mod jq;
 mod passthrough;
 mod record;
+pub mod registry;
+pub mod steps;
 
 pub use chain::{Chain, ChainError};
+pub use format::Format;
 pub use passthrough::Passthrough;
 pub use record::{Header, Record};
+pub use registry::{Registry, StepConfig};
 
 /// Why a step could not handle a record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -32,4 +32,15 @@ impl Record {
     pub fn payload_len(&self) -> usize {
         self.key.as_ref().map_or(0, Vec::len) + self.value.as_ref().map_or(0, Vec::len)
     }
+
+    /// Bytes librdkafka counts against `message.max.bytes`: key, value and
+    /// headers (with a few bytes of framing per header).
+    pub fn wire_len(&self) -> usize {
+        self.payload_len()
+            + self
+                .headers
+                .iter()
+                .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len) + 4)
+                .sum::<usize>()
+    }
 }

@@ -124,11 +124,19 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 pub fn create_topic(name: &str, partitions: i32) {
+    create_topic_with(name, partitions, &[]);
+}
+
+/// Creates a topic with topic-level configs, e.g. `("max.message.bytes", "2000")`.
+pub fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &broker().bootstrap)
         .create()
         .unwrap();
-    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    for (k, v) in configs {
+        topic = topic.set(k, v);
+    }
     let results = runtime()
         .block_on(admin.create_topics([&topic], &AdminOptions::new()))
         .unwrap();
@@ -509,6 +517,8 @@ pub struct DaemonConfig {
     pub guarantee: &'static str,
     pub commit_interval_ms: u64,
     pub max_batch_records: usize,
+    /// TOML appended to the configuration (`[[transform]]`, `[dead_letter]`, ...).
+    pub extra_toml: String,
     pub extra_env: Vec<(String, String)>,
 }
 
@@ -522,6 +532,7 @@ impl DaemonConfig {
             guarantee: "exactly_once",
             commit_interval_ms: 100,
             max_batch_records: 2_000,
+            extra_toml: String::new(),
             extra_env: Vec::new(),
         }
     }
@@ -551,6 +562,8 @@ max_batch_records = {max_batch}
 
 [http]
 listen = "127.0.0.1:{http_port}"
+
+{extra}
 "#,
             bootstrap = broker().bootstrap,
             group = self.group,
@@ -560,6 +573,7 @@ listen = "127.0.0.1:{http_port}"
             guarantee = self.guarantee,
             interval = self.commit_interval_ms,
             max_batch = self.max_batch_records,
+            extra = self.extra_toml,
         )
     }
 }

@@ -1,0 +1,141 @@
+//! Value formats: how record values are read for expressions and written
+//! back. The chain decodes a value only when a step needs it.
+
+use jaq_json::Val;
+use serde::{Deserialize, Serialize};
+
+use super::TransformError;
+
+/// How a record value is interpreted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", try_from = "String")]
+pub enum Format {
+    /// A JSON document: `.` in expressions is the document.
+    #[default]
+    Json,
+    /// UTF-8 text: `.` is a JSON string.
+    String,
+    /// Opaque bytes: never decoded; `.` is null, and a `map` must produce a
+    /// string, written as its UTF-8 bytes.
+    Bytes,
+}
+
+impl TryFrom<String> for Format {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "json" => Ok(Format::Json),
+            "string" => Ok(Format::String),
+            "bytes" => Ok(Format::Bytes),
+            other => Err(format!(
+                "`{other}` is not a format; use \"json\", \"string\" or \"bytes\""
+            )),
+        }
+    }
+}
+
+impl Format {
+    /// The value as expressions see it. A tombstone (no value) is null.
+    pub fn decode(self, value: Option<&[u8]>) -> Result<Val, TransformError> {
+        let Some(bytes) = value else {
+            return Ok(Val::Null);
+        };
+        match self {
+            Format::Json => jaq_json::read::parse_single(bytes).map_err(|e| {
+                TransformError::new("decode", format!("value is not valid JSON: {e}"))
+            }),
+            Format::String => std::str::from_utf8(bytes)
+                .map(|s| Val::from(s.to_owned()))
+                .map_err(|e| TransformError::new("decode", format!("value is not UTF-8: {e}"))),
+            Format::Bytes => Ok(Val::Null),
+        }
+    }
+
+    /// Bytes for an expression's result. Null writes a tombstone.
+    pub fn encode(self, v: &Val) -> Result<Option<Vec<u8>>, TransformError> {
+        if matches!(v, Val::Null) {
+            return Ok(None);
+        }
+        match (self, v) {
+            (Format::Json, v) => Ok(Some(v.to_string().into_bytes())),
+            (Format::String | Format::Bytes, Val::TStr(b) | Val::BStr(b)) => Ok(Some(b.to_vec())),
+            (Format::String, v) => Ok(Some(v.to_string().into_bytes())),
+            (Format::Bytes, v) => Err(TransformError::new(
+                "encode",
+                format!(
+                    "output.format = \"bytes\" needs a string, got {}",
+                    kind_of(v)
+                ),
+            )),
+        }
+    }
+}
+
+/// The text of a string value (without JSON quotes).
+pub fn text_of(v: &Val) -> String {
+    match v {
+        Val::TStr(b) | Val::BStr(b) => String::from_utf8_lossy(b).into_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The jq type name of a value, for error messages.
+pub fn kind_of(v: &Val) -> &'static str {
+    match v {
+        Val::Null => "null",
+        Val::Bool(_) => "boolean",
+        Val::TStr(..) | Val::BStr(..) => "string",
+        Val::Arr(_) => "array",
+        Val::Obj(_) => "object",
+        _ => "number",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trips_and_reports_bad_input() {
+        let v = Format::Json.decode(Some(br#"{"a":[1,"x"]}"#)).unwrap();
+        assert_eq!(
+            Format::Json.encode(&v).unwrap().unwrap(),
+            br#"{"a":[1,"x"]}"#
+        );
+        let e = Format::Json.decode(Some(b"{nope")).unwrap_err();
+        assert_eq!(e.kind, "decode");
+    }
+
+    #[test]
+    fn strings_are_written_without_quotes_and_must_be_utf8() {
+        let v = Format::String
+            .decode(Some("héllo \"q\"".as_bytes()))
+            .unwrap();
+        assert_eq!(
+            Format::String.encode(&v).unwrap().unwrap(),
+            "héllo \"q\"".as_bytes()
+        );
+        assert_eq!(
+            Format::String.decode(Some(&[0xff, 0xfe])).unwrap_err().kind,
+            "decode"
+        );
+    }
+
+    #[test]
+    fn bytes_are_never_decoded_and_need_a_string_back() {
+        assert!(matches!(
+            Format::Bytes.decode(Some(&[0xff])).unwrap(),
+            Val::Null
+        ));
+        assert_eq!(
+            Format::Bytes.encode(&Val::from(1.5f64)).unwrap_err().kind,
+            "encode"
+        );
+    }
+
+    #[test]
+    fn null_is_a_tombstone_both_ways() {
+        assert!(matches!(Format::Json.decode(None).unwrap(), Val::Null));
+        assert_eq!(Format::Json.encode(&Val::Null).unwrap(), None);
+    }
+}

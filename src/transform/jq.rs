@@ -1,0 +1,197 @@
+//! jq expressions (through the jaq crates): compiled once at start-up, run
+//! per record with `$key` (string or null) and `$headers` (an object of the
+//! record's UTF-8 headers).
+
+use jaq_core::load::{Arena, File, Loader};
+use jaq_core::{data, unwrap_valr, Compiler, Ctx, Native, Vars};
+use jaq_json::Val;
+
+use super::format::text_of;
+use super::{Record, TransformError};
+
+type Filter = jaq_core::compile::Filter<Native<data::JustLut<Val>>>;
+
+/// A compiled expression.
+pub struct Program {
+    filter: Filter,
+    source: String,
+}
+
+/// Variables every expression may use.
+pub const GLOBALS: [&str; 2] = ["$key", "$headers"];
+
+/// Byte position of `part` inside `code`, when it is a slice of it.
+fn position(code: &str, part: &str) -> Option<usize> {
+    let start = code.as_ptr() as usize;
+    let at = part.as_ptr() as usize;
+    (at >= start && at <= start + code.len()).then(|| at - start)
+}
+
+impl Program {
+    /// Compiles `code`; an error says what is wrong and at which position.
+    pub fn compile(code: &str) -> Result<Program, String> {
+        let defs = jaq_core::defs()
+            .chain(jaq_std::defs())
+            .chain(jaq_json::defs());
+        let funs = jaq_core::funs()
+            .chain(jaq_std::funs())
+            .chain(jaq_json::funs());
+        let loader = Loader::new(defs);
+        let arena = Arena::default();
+        let modules = loader
+            .load(&arena, File { code, path: () })
+            .map_err(|errs| {
+                let mut msgs = Vec::new();
+                for (_, e) in errs {
+                    match e {
+                        jaq_core::load::Error::Lex(v) => {
+                            for (expected, found) in v {
+                                msgs.push(at(
+                                    code,
+                                    found,
+                                    &format!("expected {}", expected.as_str()),
+                                ));
+                            }
+                        }
+                        jaq_core::load::Error::Parse(v) => {
+                            for (expected, found) in v {
+                                msgs.push(at(
+                                    code,
+                                    found,
+                                    &format!("expected {}", expected.as_str()),
+                                ));
+                            }
+                        }
+                        other => msgs.push(format!("{other:?}")),
+                    }
+                }
+                format!("syntax error: {}", msgs.join("; "))
+            })?;
+        let filter = Compiler::default()
+            .with_funs(funs)
+            .with_global_vars(GLOBALS)
+            .compile(modules)
+            .map_err(|errs| {
+                let mut msgs = Vec::new();
+                for (_, v) in errs {
+                    for (name, undefined) in v {
+                        msgs.push(at(code, name, &format!("undefined {undefined:?} `{name}`")));
+                    }
+                }
+                format!("compile error: {}", msgs.join("; "))
+            })?;
+        Ok(Program {
+            filter,
+            source: code.to_owned(),
+        })
+    }
+
+    /// The expression's text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Runs the expression on `input` for `record`, collecting its outputs.
+    pub fn run(&self, input: Val, record: &Record) -> Result<Vec<Val>, TransformError> {
+        let key = match record.key.as_deref() {
+            Some(k) => match std::str::from_utf8(k) {
+                Ok(s) => Val::from(s.to_owned()),
+                Err(_) => Val::Null,
+            },
+            None => Val::Null,
+        };
+        let headers: serde_json::Map<String, serde_json::Value> = record
+            .headers
+            .iter()
+            .map(|h| {
+                let v = h
+                    .value
+                    .as_deref()
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .map(|s| serde_json::Value::String(s.to_owned()))
+                    .unwrap_or(serde_json::Value::Null);
+                (h.key.clone(), v)
+            })
+            .collect();
+        let headers =
+            jaq_json::read::parse_single(serde_json::Value::Object(headers).to_string().as_bytes())
+                .unwrap_or(Val::Null);
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([key, headers]));
+        self.filter
+            .id
+            .run((ctx, input))
+            .map(unwrap_valr)
+            .map(|r| r.map_err(|e| TransformError::new("eval", e.to_string())))
+            .collect()
+    }
+}
+
+fn at(code: &str, found: &str, what: &str) -> String {
+    match position(code, found) {
+        Some(p) => format!("{what} at position {p}"),
+        None => what.to_owned(),
+    }
+}
+
+/// The text of a string result, or an error naming what came instead.
+pub fn expect_string(v: &Val, what: &str) -> Result<String, TransformError> {
+    match v {
+        Val::TStr(..) | Val::BStr(..) => Ok(text_of(v)),
+        other => Err(TransformError::new(
+            "type",
+            format!(
+                "{what} must be a string, got {}",
+                super::format::kind_of(other)
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(code: &str, input: &str) -> Result<Vec<String>, TransformError> {
+        let p = Program::compile(code).unwrap();
+        let rec = Record {
+            key: Some(b"k1".to_vec()),
+            headers: vec![super::super::Header {
+                key: "h".into(),
+                value: Some(b"v".to_vec()),
+            }],
+            ..Record::default()
+        };
+        let input = jaq_json::read::parse_single(input.as_bytes()).unwrap();
+        p.run(input, &rec)
+            .map(|v| v.iter().map(|x| x.to_string()).collect())
+    }
+
+    #[test]
+    fn expressions_see_the_value_the_key_and_the_headers() {
+        assert_eq!(
+            run(
+                "{id: .id, total: (.price * .qty), k: $key, h: $headers.h}",
+                r#"{"id":1,"price":2,"qty":3}"#
+            )
+            .unwrap(),
+            vec![r#"{"id":1,"total":6,"k":"k1","h":"v"}"#]
+        );
+    }
+
+    #[test]
+    fn runtime_type_errors_are_eval_errors() {
+        let e = run(".a + 1", r#"{"a":{}}"#).unwrap_err();
+        assert_eq!(e.kind, "eval");
+    }
+
+    #[test]
+    fn syntax_errors_name_the_position() {
+        let e = Program::compile(".amount > ").err().unwrap();
+        assert!(
+            e.contains("syntax error") && e.contains("position 10"),
+            "{e}"
+        );
+        let e = Program::compile(".a | nosuchfn(1)").err().unwrap();
+        assert!(e.contains("nosuchfn") && e.contains("position 5"), "{e}");
+    }
+}
