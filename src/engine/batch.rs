@@ -29,8 +29,39 @@ impl From<&ProcessingSettings> for BatchPolicy {
 
 /// The open transaction's bookkeeping: its age, size, outputs, and the input
 /// partitions it consumed from (whose positions it will commit).
+/// What happened to failed or dropped records in the open transaction;
+/// published to the metrics only when it commits, so replays after an
+/// abort are not counted twice.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Records the chain dropped.
+    pub filtered: u64,
+    /// Failed records skipped by policy.
+    pub skipped: u64,
+    /// Records sent to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Failures by (step, kind).
+    pub errors: Vec<(String, &'static str, u64)>,
+}
+
+impl Tally {
+    /// Counts a failure in `step` of class `kind`.
+    pub fn error(&mut self, step: &str, kind: &'static str) {
+        match self
+            .errors
+            .iter_mut()
+            .find(|(s, k, _)| s == step && *k == kind)
+        {
+            Some((_, _, n)) => *n += 1,
+            None => self.errors.push((step.to_owned(), kind, 1)),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Batch {
+    /// Failed and dropped records of the open transaction.
+    pub tally: Tally,
     started: Option<Instant>,
     records: usize,
     bytes: usize,
@@ -129,6 +160,7 @@ impl Batch {
         self.outputs = 0;
         self.partitions.clear();
         self.per_topic.clear();
+        self.tally = Tally::default();
     }
 }
 

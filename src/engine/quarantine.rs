@@ -2,8 +2,10 @@
 //! for example). The broker says so only after the produce, which aborts the
 //! transaction; without a memory of the culprit, the replay would abort the
 //! same transaction forever. Each output carries its input's coordinates as
-//! a delivery tag; after the abort the culprits land here, and on replay the
-//! worker hands them to the failure policy instead of producing them again.
+//! a delivery tag; after the abort the suspects land here. On replay each
+//! suspect is committed in a transaction of its own: if it fails alone it is
+//! the culprit, and the worker hands it to the failure policy instead of
+//! producing it again.
 
 use std::collections::HashMap;
 
@@ -54,6 +56,11 @@ pub struct Culprit {
     pub cause: String,
     /// Its dead-letter record failed too: only `fail` is left.
     pub dead_letter_failed: bool,
+    /// It failed in a transaction of its own. Until then it is a suspect:
+    /// a broker refuses a whole record batch, so the innocent neighbours of
+    /// a culprit fail with it, and each is retried alone before anything is
+    /// dead-lettered.
+    pub confirmed: bool,
 }
 
 /// Quarantined inputs of one worker.
@@ -67,16 +74,28 @@ impl Quarantine {
     pub fn insert(&mut self, input: (String, i32, i64), culprit: Culprit) {
         self.inputs
             .entry(input)
-            .and_modify(|c| c.dead_letter_failed |= culprit.dead_letter_failed)
+            .and_modify(|c| {
+                c.dead_letter_failed |= culprit.dead_letter_failed;
+                c.confirmed |= culprit.confirmed;
+            })
             .or_insert(culprit);
     }
 
-    /// Takes the culprit record for this input, if quarantined.
-    pub fn take(&mut self, topic: &str, partition: i32, offset: i64) -> Option<Culprit> {
+    /// The culprit record for this input, if quarantined. It stays in
+    /// quarantine until [`Quarantine::release`]: a later abort may bring the
+    /// input back again.
+    pub fn get(&self, topic: &str, partition: i32, offset: i64) -> Option<Culprit> {
         if self.inputs.is_empty() {
             return None;
         }
-        self.inputs.remove(&(topic.to_owned(), partition, offset))
+        self.inputs
+            .get(&(topic.to_owned(), partition, offset))
+            .cloned()
+    }
+
+    /// Forgets an input: a suspect that committed alone was innocent.
+    pub fn release(&mut self, input: &(String, i32, i64)) {
+        self.inputs.remove(input);
     }
 }
 
@@ -93,17 +112,20 @@ mod tests {
     }
 
     #[test]
-    fn a_quarantined_input_is_taken_once() {
+    fn a_quarantined_input_stays_until_released() {
         let mut q = Quarantine::default();
         q.insert(
             ("a".into(), 0, 5),
             Culprit {
                 cause: "too large".into(),
                 dead_letter_failed: false,
+                confirmed: false,
             },
         );
-        assert!(q.take("a", 0, 4).is_none());
-        assert_eq!(q.take("a", 0, 5).unwrap().cause, "too large");
-        assert!(q.take("a", 0, 5).is_none());
+        assert!(q.get("a", 0, 4).is_none());
+        assert_eq!(q.get("a", 0, 5).unwrap().cause, "too large");
+        assert!(q.get("a", 0, 5).is_some(), "kept until released");
+        q.release(&("a".into(), 0, 5));
+        assert!(q.get("a", 0, 5).is_none());
     }
 }

@@ -197,6 +197,9 @@ fn drive(consumer: &BaseConsumer<WorkerContext>, spec: WorkerSpec) -> anyhow::Re
             .get("message.max.bytes")
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000_000),
+        isolating: None,
+        rewinds: 0,
+        in_hand: None,
     };
     let result = loop_.run();
     health.worker(index).set_producer_ready(false);
@@ -228,6 +231,13 @@ struct Loop<'a> {
     quarantine: Quarantine,
     known_topics: HashMap<String, (bool, Instant)>,
     max_message_bytes: usize,
+    /// The suspect input committed in a transaction of its own right now.
+    isolating: Option<(String, i32, i64)>,
+    /// Rewinds so far: tells a caller whether a commit it made failed.
+    rewinds: u64,
+    /// A polled record not yet processed while a commit runs: its
+    /// partition commits its offset, not the consumer's position.
+    in_hand: Option<(String, i32, i64)>,
 }
 
 /// A record the chain or the producer could not handle.
@@ -274,7 +284,8 @@ impl Loop<'_> {
                     tracing::warn!(worker = self.index, error = %e, "consumer error");
                 }
             }
-            if self.batch.is_due(&self.policy, Instant::now()) {
+            let isolated = self.isolating.is_some() && self.batch.is_open();
+            if isolated || self.batch.is_due(&self.policy, Instant::now()) {
                 self.commit()?;
             }
         }
@@ -284,6 +295,33 @@ impl Loop<'_> {
     /// Processes one input record inside the open transaction.
     fn process(&mut self, msg: &BorrowedMessage<'_>) -> anyhow::Result<()> {
         self.metrics.record_consumed();
+        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        let suspect = self.quarantine.get(topic, partition, offset);
+        if let Some(culprit) = &suspect {
+            tracing::info!(
+                worker = self.index,
+                topic,
+                partition,
+                offset,
+                confirmed = culprit.confirmed,
+                "quarantined input read again"
+            );
+            if !culprit.confirmed && self.batch.records() > 0 {
+                // A suspect gets a transaction of its own: commit what is
+                // open first. If that commit fails, the rewind brings this
+                // record back, still a suspect.
+                let rewinds = self.rewinds;
+                // This record is polled already: the consumer's position is
+                // past it, but it is not part of what commits now.
+                self.in_hand = Some((topic.to_owned(), partition, offset));
+                let committed = self.commit();
+                self.in_hand = None;
+                committed?;
+                if self.rewinds != rewinds {
+                    return Ok(());
+                }
+            }
+        }
         if !self.batch.is_open() {
             if let Err(f) = self.ctx().output.begin() {
                 return self.on_failure(f);
@@ -291,17 +329,19 @@ impl Loop<'_> {
             self.ctx().set_txn_open(true);
             self.batch.open(Instant::now());
         }
-        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
         let record = to_record(msg);
         let bytes = record.payload_len();
-        if let Some(culprit) = self.quarantine.take(topic, partition, offset) {
-            let failure = RecordFailure {
-                step: "produce".into(),
-                kind: "delivery",
-                message: culprit.cause,
-                dead_letter_failed: culprit.dead_letter_failed,
-            };
-            return self.record_failed(msg, record, bytes, failure);
+        if let Some(culprit) = suspect {
+            if culprit.confirmed {
+                let failure = RecordFailure {
+                    step: "produce".into(),
+                    kind: "delivery",
+                    message: culprit.cause,
+                    dead_letter_failed: culprit.dead_letter_failed,
+                };
+                return self.record_failed(msg, record, bytes, failure);
+            }
+            self.isolating = Some((topic.to_owned(), partition, offset));
         }
         self.outputs.clear();
         if let Err(e) = self.chain.apply(record, &mut self.outputs) {
@@ -314,7 +354,7 @@ impl Loop<'_> {
             return self.record_failed(msg, to_record(msg), bytes, failure);
         }
         if self.outputs.is_empty() {
-            self.metrics.filtered();
+            self.batch.tally.filtered += 1;
         }
         if let Err(failure) = self.check_outputs() {
             return self.record_failed(msg, to_record(msg), bytes, failure);
@@ -404,7 +444,7 @@ impl Loop<'_> {
         failure: RecordFailure,
     ) -> anyhow::Result<()> {
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
-        self.metrics.transform_error(&failure.step, failure.kind);
+        self.batch.tally.error(&failure.step, failure.kind);
         let cause = format!(
             "record {topic}[{partition}]@{offset}: step {}: {}: {}",
             failure.step, failure.kind, failure.message
@@ -416,6 +456,7 @@ impl Loop<'_> {
         };
         match policy {
             FailurePolicy::Fail => {
+                self.metrics.transform_error(&failure.step, failure.kind);
                 let _ = self.abort(&cause);
                 let hint = if failure.dead_letter_failed {
                     " (and its dead-letter record could not be written either)"
@@ -426,7 +467,7 @@ impl Loop<'_> {
             }
             FailurePolicy::Skip => {
                 tracing::warn!(worker = self.index, cause, "skipping the record");
-                self.metrics.skipped();
+                self.batch.tally.skipped += 1;
                 self.batch.add(topic, partition, bytes, 0);
                 Ok(())
             }
@@ -438,11 +479,20 @@ impl Loop<'_> {
                 tracing::warn!(worker = self.index, cause, topic = %dlq, "sending the record to the dead-letter topic");
                 let record =
                     dead_letter::record(original, &dlq, (topic, partition, offset), &failure);
+                if record.wire_len() > self.max_message_bytes {
+                    let _ = self.abort(&cause);
+                    return Err(anyhow!(
+                        "worker {}: {cause}; its dead-letter record ({} bytes) exceeds message.max.bytes = {} as well",
+                        self.index,
+                        record.wire_len(),
+                        self.max_message_bytes
+                    ));
+                }
                 let tag = self.origins.pack(topic, partition, offset) | DEAD_LETTER_FLAG;
                 if let Err(f) = self.ctx().output.send(&record, tag) {
                     return self.on_failure(f);
                 }
-                self.metrics.dead_lettered();
+                self.batch.tally.dead_lettered += 1;
                 self.batch.count_output(&dlq);
                 self.batch.add(topic, partition, bytes, 1);
                 Ok(())
@@ -462,7 +512,14 @@ impl Loop<'_> {
             ));
         }
         let offsets = match positions_to_commit(self.consumer, self.batch.partitions()) {
-            Ok(o) => o,
+            Ok(o) => {
+                if let Some((t, p, next)) = &self.in_hand {
+                    if let Some(mut e) = o.find_partition(t, *p) {
+                        let _ = e.set_offset(rdkafka::Offset::Offset(*next));
+                    }
+                }
+                o
+            }
             Err(e) => {
                 return self.on_failure(TxnFailure::Abortable(format!("reading positions: {e}")))
             }
@@ -481,6 +538,7 @@ impl Loop<'_> {
                 for (topic, n) in self.batch.per_topic() {
                     self.metrics.output_records(topic, *n);
                 }
+                self.metrics.tally(&self.batch.tally);
                 tracing::debug!(
                     worker = self.index,
                     records = self.batch.records(),
@@ -489,6 +547,9 @@ impl Loop<'_> {
                     "transaction committed"
                 );
                 self.batch.reset();
+                if let Some(innocent) = self.isolating.take() {
+                    self.quarantine.release(&innocent);
+                }
                 self.aborts_in_a_row = 0;
                 Ok(())
             }
@@ -502,8 +563,10 @@ impl Loop<'_> {
             TxnFailure::Fatal(m) => Err(anyhow!("worker {}: fatal Kafka error: {m}", self.index)),
             TxnFailure::Abortable(cause) => {
                 self.abort(&cause)?;
+                let isolating = self.isolating.take();
                 for (tag, error) in self.ctx().output.take_permanent_failures() {
                     let (input, dead_letter_failed) = self.origins.unpack(tag);
+                    let confirmed = isolating.as_ref() == Some(&input);
                     tracing::warn!(
                         worker = self.index,
                         ?input,
@@ -515,6 +578,7 @@ impl Loop<'_> {
                         Culprit {
                             cause: error,
                             dead_letter_failed,
+                            confirmed,
                         },
                     );
                 }
@@ -548,6 +612,7 @@ impl Loop<'_> {
         loop {
             match rewind(self.consumer, self.reset, REWIND_TIMEOUT) {
                 Ok(n) => {
+                    self.rewinds += 1;
                     self.metrics.rewound();
                     tracing::info!(
                         worker = self.index,

@@ -162,24 +162,21 @@ impl Metrics {
         }
     }
 
+    /// A transaction committed with these failed and dropped records.
+    pub fn tally(&self, t: &crate::engine::batch::Tally) {
+        self.filtered.inc_by(t.filtered);
+        self.skipped.inc_by(t.skipped);
+        self.dead_letters.inc_by(t.dead_lettered);
+        for (step, kind, n) in &t.errors {
+            self.transform_errors
+                .with_label_values(&[step.as_str(), kind])
+                .inc_by(*n);
+        }
+    }
+
     /// A record failed in `step` with an error of class `kind`.
     pub fn transform_error(&self, step: &str, kind: &str) {
         self.transform_errors.with_label_values(&[step, kind]).inc();
-    }
-
-    /// A record went to the dead-letter topic.
-    pub fn dead_lettered(&self) {
-        self.dead_letters.inc();
-    }
-
-    /// The chain dropped a record (a filter).
-    pub fn filtered(&self) {
-        self.filtered.inc();
-    }
-
-    /// The `skip` policy dropped a failed record.
-    pub fn skipped(&self) {
-        self.skipped.inc();
     }
 
     /// A transaction committed `n` outputs to `topic`.

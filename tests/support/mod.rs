@@ -373,7 +373,9 @@ pub fn read_all(topic: &str, isolation: &str) -> Vec<OutRec> {
                     exactly::lineage::read(all.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
                 let headers = all
                     .into_iter()
-                    .filter(|(k, _)| !k.starts_with("exactly."))
+                    .filter(|(k, _)| {
+                        !k.starts_with("exactly.source.") && k != "exactly.output.index"
+                    })
                     .collect();
                 out.push(OutRec {
                     lineage,
