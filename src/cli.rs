@@ -112,7 +112,12 @@ fn verify_options(args: &VerifyArgs) -> Result<VerifyOptions, String> {
     let outputs = if args.outputs.is_empty() {
         settings
             .as_ref()
-            .map(|s| vec![s.output.topic.clone()])
+            .map(|s| {
+                // Dead letters count as outputs of the input they came from.
+                let mut t = vec![s.output.topic.clone()];
+                t.extend(s.dead_letter.topic.clone());
+                t
+            })
             .unwrap_or_default()
     } else {
         args.outputs.clone()
@@ -196,7 +201,7 @@ fn load(path: &std::path::Path, registry: &Registry) -> Result<Settings, ExitCod
             settings.input.format,
             settings.output.format,
         )
-        .map_err(|e| fail(format!("invalid configuration at `{e}`")))?;
+        .map_err(|e| fail(format!("invalid configuration at {e}")))?;
     Ok(settings)
 }
 

@@ -428,10 +428,10 @@ impl Settings {
         check_topic_name("output.topic", &self.output.topic)?;
         if let Some(t) = &self.dead_letter.topic {
             check_topic_name("dead_letter.topic", t)?;
-            if self.input.topics.contains(t) {
+            if self.input.topics.contains(t) || *t == self.output.topic {
                 return Err(invalid(
                     "dead_letter.topic",
-                    format!("`{t}` is also an input topic"),
+                    format!("`{t}` is also an input or the output topic; dead letters need a topic of their own"),
                 ));
             }
         }

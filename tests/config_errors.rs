@@ -174,3 +174,24 @@ fn a_missing_topic_is_named_and_exits_1() {
         "{err}"
     );
 }
+
+#[test]
+fn check_reports_a_jq_syntax_error_with_the_step_number_and_position() {
+    let text = format!(
+        "{GOOD}\n[[transform]]\ntype = \"map\"\nexpr = '{{id: .id}}'\n\n[[transform]]\ntype = \"filter\"\nexpr = '.amount > '\n"
+    );
+    let (_d, path) = write(&text);
+    let (code, _, err) = exactly(&["check", "--config", &path], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("transform[2] (filter)") && err.contains("position 10"),
+        "{err}"
+    );
+    let (_d, path) = write(&format!("{GOOD}\n[[transform]]\ntype = \"nope\"\n"));
+    let (code, _, err) = exactly(&["check", "--config", &path], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown type `nope`") && err.contains("filter"),
+        "{err}"
+    );
+}

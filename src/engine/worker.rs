@@ -356,13 +356,14 @@ impl Loop<'_> {
         if self.outputs.is_empty() {
             self.batch.tally.filtered += 1;
         }
-        if let Err(failure) = self.check_outputs() {
-            return self.record_failed(msg, to_record(msg), bytes, failure);
-        }
         if self.lineage {
             for (i, out) in self.outputs.iter_mut().enumerate() {
                 lineage::stamp(out, topic, partition, offset, i as u32);
             }
+        }
+        // After lineage: its headers count against message.max.bytes too.
+        if let Err(failure) = self.check_outputs() {
+            return self.record_failed(msg, to_record(msg), bytes, failure);
         }
         let tag = self.origins.pack(topic, partition, offset);
         for i in 0..self.outputs.len() {

@@ -1,5 +1,6 @@
 //! Value formats: how record values are read for expressions and written
-//! back. The chain decodes a value only when a step needs it.
+//! back. Only steps with an expression decode the value; a passthrough
+//! chain never does.
 
 use jaq_json::Val;
 use serde::{Deserialize, Serialize};
@@ -41,7 +42,7 @@ impl Format {
             return Ok(Val::Null);
         };
         match self {
-            Format::Json => jaq_json::read::parse_single(bytes).map_err(|e| {
+            Format::Json => serde_json::from_slice::<Val>(bytes).map_err(|e| {
                 TransformError::new("decode", format!("value is not valid JSON: {e}"))
             }),
             Format::String => std::str::from_utf8(bytes)

@@ -15,6 +15,10 @@ type Filter = jaq_core::compile::Filter<Native<data::JustLut<Val>>>;
 pub struct Program {
     filter: Filter,
     source: String,
+    /// Whether the expression mentions `$key` / `$headers`: building them
+    /// per record costs more than most expressions themselves.
+    uses_key: bool,
+    uses_headers: bool,
 }
 
 /// Variables every expression may use.
@@ -83,6 +87,8 @@ impl Program {
         Ok(Program {
             filter,
             source: code.to_owned(),
+            uses_key: code.contains("$key"),
+            uses_headers: code.contains("$headers"),
         })
     }
 
@@ -94,28 +100,17 @@ impl Program {
     /// Runs the expression on `input` for `record`, collecting its outputs.
     pub fn run(&self, input: Val, record: &Record) -> Result<Vec<Val>, TransformError> {
         let key = match record.key.as_deref() {
-            Some(k) => match std::str::from_utf8(k) {
+            Some(k) if self.uses_key => match std::str::from_utf8(k) {
                 Ok(s) => Val::from(s.to_owned()),
                 Err(_) => Val::Null,
             },
-            None => Val::Null,
+            _ => Val::Null,
         };
-        let headers: serde_json::Map<String, serde_json::Value> = record
-            .headers
-            .iter()
-            .map(|h| {
-                let v = h
-                    .value
-                    .as_deref()
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .map(|s| serde_json::Value::String(s.to_owned()))
-                    .unwrap_or(serde_json::Value::Null);
-                (h.key.clone(), v)
-            })
-            .collect();
-        let headers =
-            jaq_json::read::parse_single(serde_json::Value::Object(headers).to_string().as_bytes())
-                .unwrap_or(Val::Null);
+        let headers = if self.uses_headers {
+            headers_val(record)
+        } else {
+            Val::Null
+        };
         let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([key, headers]));
         self.filter
             .id
@@ -124,6 +119,26 @@ impl Program {
             .map(|r| r.map_err(|e| TransformError::new("eval", e.to_string())))
             .collect()
     }
+}
+
+/// The record's headers as an object of strings (null for null or non-UTF-8
+/// values).
+fn headers_val(record: &Record) -> Val {
+    let headers: serde_json::Map<String, serde_json::Value> = record
+        .headers
+        .iter()
+        .map(|h| {
+            let v = h
+                .value
+                .as_deref()
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .map(|s| serde_json::Value::String(s.to_owned()))
+                .unwrap_or(serde_json::Value::Null);
+            (h.key.clone(), v)
+        })
+        .collect();
+    jaq_json::read::parse_single(serde_json::Value::Object(headers).to_string().as_bytes())
+        .unwrap_or(Val::Null)
 }
 
 fn at(code: &str, found: &str, what: &str) -> String {

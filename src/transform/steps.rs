@@ -1,7 +1,9 @@
 //! The built-in jq steps: `filter`, `map`, `key`, `route`, `headers`,
-//! `explode`. Each decodes the value only if it reads it, and leaves a
-//! tombstone (no value) untouched unless the step is `key`, `route` or
-//! `headers`, which do not need the value.
+//! `explode`. Every step with an expression decodes the value (per
+//! `input.format`; `bytes` never decodes); passthrough and a `headers` step
+//! that only removes do not. A tombstone (no value) passes `filter`, `map`,
+//! `explode` and `key` unchanged; `route` and `headers` run on it with `.`
+//! null, so a tombstone can still be routed by `$key`.
 
 use std::collections::BTreeMap;
 
@@ -141,6 +143,11 @@ impl Transform for Key {
         "key"
     }
     fn apply(&mut self, mut r: Record, out: &mut Vec<Record>) -> Result<(), TransformError> {
+        if r.value.is_none() {
+            // A tombstone deletes its key in a compacted topic: keep the key.
+            out.push(r);
+            return Ok(());
+        }
         let results = self.program.run(input_of(&self.formats, &r)?, &r)?;
         r.key = match results.first() {
             None | Some(Val::Null) => None,
