@@ -222,7 +222,27 @@ struct Figures {
     took: Duration,
 }
 
-fn run(guarantee: &'static str) -> Figures {
+/// JSON orders, 1% of them poison (not JSON), for the run with transforms.
+fn json_orders(count: usize) -> Vec<Rec> {
+    (0..count)
+        .map(|i| {
+            let key = format!("k{}", i % 997);
+            let value = if i % 100 == 42 {
+                format!("{{\"id\": {i}, poison").into_bytes()
+            } else {
+                let region = if i % 3 == 0 { "eu" } else { "us" };
+                format!("{{\"id\": {i}, \"region\": \"{region}\", \"n\": {i}}}").into_bytes()
+            };
+            Rec {
+                key: Some(key.into_bytes()),
+                value: Some(value),
+                headers: vec![("seq".into(), Some(i.to_string().into_bytes()))],
+            }
+        })
+        .collect()
+}
+
+fn run(guarantee: &'static str, transforms: bool) -> Figures {
     let records = env_or("RECORDS", 36_000) as usize;
     let rate = env_or("RATE", 1_200) as usize;
     let seed = env_or("SEED", 7);
@@ -249,8 +269,21 @@ fn run(guarantee: &'static str) -> Figures {
     }
     eprintln!("[{guarantee}] {records} records at {rate}/s, seed {seed}, schedule {plan:?}");
 
-    let p = Pipeline::create(&format!("chaos-{guarantee}"), PARTITIONS, PARTITIONS);
-    let input = input_records(records, 997);
+    let name = if transforms {
+        format!("chaos-{guarantee}-chain")
+    } else {
+        format!("chaos-{guarantee}")
+    };
+    let p = Pipeline::create(&name, PARTITIONS, PARTITIONS);
+    let eu = unique("chaos-eu");
+    let dlq = unique("chaos-dlq");
+    let input = if transforms {
+        create_topic(&eu, PARTITIONS);
+        create_topic(&dlq, 3);
+        json_orders(records)
+    } else {
+        input_records(records, 997)
+    };
     let written = Arc::new(AtomicUsize::new(0));
     let writer = {
         let w = written.clone();
@@ -261,6 +294,24 @@ fn run(guarantee: &'static str) -> Figures {
     let monitor = Monitor::start(&p.output);
     let mut cfg = DaemonConfig::new(&p.group, &p.input, &p.output, "unused");
     cfg.guarantee = guarantee;
+    if transforms {
+        // A map, a route to two topics, and a dead-letter topic for the 1%
+        // poison records.
+        cfg.extra_toml = format!(
+            r#"
+[[transform]]
+type = "map"
+expr = '{{id: .id, region: .region, double: (.n * 2)}}'
+
+[[transform]]
+type = "route"
+expr = 'if .region == "eu" then ["{eu}", null] else null end'
+
+[dead_letter]
+topic = "{dlq}"
+"#
+        );
+    }
     let ids: Vec<String> = (0..REPLICAS).map(|i| format!("{}-r{i}", p.group)).collect();
     let mut fleet = Fleet::start(cfg, &ids);
     let mut fig = Figures {
@@ -379,23 +430,24 @@ fn run(guarantee: &'static str) -> Figures {
     fig.longest_stall = stall;
     fig.restarts_after_exit = fleet.restarts_after_exit.clone();
 
-    let (code, out, err) = exactly(
-        &[
-            "verify",
-            "--bootstrap-servers",
-            &broker().bootstrap,
-            "--group",
-            &p.group,
-            "--input",
-            &p.input,
-            "--output",
-            &p.output,
-            "--json",
-            "--wait-secs",
-            "90",
-        ],
-        &[],
-    );
+    let mut args = vec![
+        "verify",
+        "--bootstrap-servers",
+        &broker().bootstrap,
+        "--group",
+        &p.group,
+        "--input",
+        &p.input,
+        "--output",
+        &p.output,
+        "--json",
+        "--wait-secs",
+        "90",
+    ];
+    if transforms {
+        args.extend(["--output", &eu, "--output", &dlq]);
+    }
+    let (code, out, err) = exactly(&args, &[]);
     assert!(code == 0 || code == 1, "verify failed to run: {err}");
     fig.verify = serde_json::from_str(&out).unwrap();
     fig
@@ -463,7 +515,7 @@ fn print(guarantee: &str, f: &Figures) {
 #[test]
 fn chaos_keeps_exactly_once_and_at_least_once_shows_duplicates() {
     own_broker();
-    let eos = run("exactly_once");
+    let eos = run("exactly_once", false);
     print("exactly_once", &eos);
     let r = &eos.verify["report"];
     assert_eq!(eos.verify["clean"], true, "{:#}", eos.verify);
@@ -477,7 +529,29 @@ fn chaos_keeps_exactly_once_and_at_least_once_shows_duplicates() {
     );
     assert_eq!(r["inputs"].as_u64(), Some(env_or("RECORDS", 36_000)));
 
-    let alo = run("at_least_once");
+    let chain = run("exactly_once", true);
+    print(
+        "exactly_once with map, route to two topics, 1% poison",
+        &chain,
+    );
+    let r = &chain.verify["report"];
+    assert_eq!(chain.verify["clean"], true, "{:#}", chain.verify);
+    assert_eq!(
+        (
+            r["missing"].as_u64(),
+            r["duplicates"].as_u64(),
+            r["order_violations"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0))
+    );
+    let records = env_or("RECORDS", 36_000);
+    assert_eq!(r["inputs"].as_u64(), Some(records));
+    // Each input once in the output (poison ones in the dead-letter topic
+    // instead), and eu inputs once more in their own topic.
+    let eu = (0..records).filter(|i| i % 100 != 42 && i % 3 == 0).count() as u64;
+    assert_eq!(r["outputs_read"].as_u64(), Some(records + eu));
+
+    let alo = run("at_least_once", false);
     print("at_least_once", &alo);
     let r = &alo.verify["report"];
     assert_eq!(
