@@ -571,16 +571,20 @@ fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
     }
 }
 
-/// Kafka's own rule: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
-fn check_topic_name(key: &str, name: &str) -> Result<(), ConfigError> {
-    let legal = !name.is_empty()
+/// Kafka's own rule for topic names: 1-249 characters of `[a-zA-Z0-9._-]`,
+/// not `.` or `..`.
+pub fn is_legal_topic_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 249
         && name != "."
         && name != ".."
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if legal {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+fn check_topic_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if is_legal_topic_name(name) {
         Ok(())
     } else {
         Err(invalid(

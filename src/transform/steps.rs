@@ -213,14 +213,7 @@ impl Transform for Route {
 }
 
 fn check_topic(name: &str) -> Result<(), TransformError> {
-    let legal = !name.is_empty()
-        && name.len() <= 249
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if legal {
+    if crate::config::is_legal_topic_name(name) {
         Ok(())
     } else {
         Err(TransformError::new(
