@@ -366,15 +366,16 @@ impl Loop<'_> {
             return self.record_failed(msg, to_record(msg), bytes, failure);
         }
         let tag = self.origins.pack(topic, partition, offset);
+        let output = &self.consumer.context().output;
         for i in 0..self.outputs.len() {
-            if let Err(f) = self.ctx().output.send(&self.outputs[i], tag) {
+            if let Err(f) = output.send(&self.outputs[i], tag) {
                 return self.on_failure(f);
             }
             let t = self.outputs[i]
                 .topic
-                .clone()
-                .unwrap_or_else(|| self.ctx().output.default_topic().to_owned());
-            self.batch.count_output(&t);
+                .as_deref()
+                .unwrap_or(output.default_topic());
+            self.batch.count_output(t);
         }
         self.batch.add(topic, partition, bytes, self.outputs.len());
         Ok(())
