@@ -80,7 +80,13 @@ pub async fn run_workers(
     }
     drop(tx);
     let mut first_error = None;
-    while let Some(result) = rx.recv().await {
+    // One result per worker. Counting, rather than waiting for the channel
+    // to close, matters: a failed worker reports before dropping its
+    // clients, and that drop may block inside librdkafka for good.
+    for _ in 0..settings.processing.workers {
+        let Some(result) = rx.recv().await else {
+            break;
+        };
         if let Err(e) = result {
             tracing::error!(error = %format!("{e:#}"), "worker failed; stopping the others");
             health.set_failed();
