@@ -18,6 +18,8 @@ pub mod rebalance;
 pub mod transaction;
 pub mod worker;
 
+use std::time::Duration;
+
 use anyhow::anyhow;
 use tokio::sync::mpsc;
 
@@ -79,14 +81,40 @@ pub async fn run_workers(
             })?;
     }
     drop(tx);
+    let workers = settings.processing.workers;
+    // After a stop request, workers get the stop budget (plus a second) to
+    // report; a worker whose client cleanup blocks inside librdkafka must
+    // not keep the process from exiting. Its transaction was committed or
+    // aborted before the cleanup began.
+    let budget =
+        Duration::from_millis(settings.processing.shutdown_timeout_ms) + Duration::from_secs(1);
     let mut first_error = None;
+    let mut received = 0;
     // One result per worker. Counting, rather than waiting for the channel
     // to close, matters: a failed worker reports before dropping its
-    // clients, and that drop may block inside librdkafka for good.
-    for _ in 0..settings.processing.workers {
-        let Some(result) = rx.recv().await else {
+    // clients, and that drop may block for good.
+    while received < workers {
+        let next = if shutdown.is_requested() {
+            match tokio::time::timeout(shutdown.budget_left(budget), rx.recv()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(
+                        unfinished = workers - received,
+                        "workers still closing their Kafka clients after the stop budget; exiting anyway"
+                    );
+                    break;
+                }
+            }
+        } else {
+            tokio::select! {
+                r = rx.recv() => r,
+                _ = shutdown.requested() => continue,
+            }
+        };
+        let Some(result) = next else {
             break;
         };
+        received += 1;
         if let Err(e) = result {
             tracing::error!(error = %format!("{e:#}"), "worker failed; stopping the others");
             health.set_failed();
