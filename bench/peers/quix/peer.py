@@ -28,8 +28,35 @@ import shutil
 import signal
 import sys
 import tempfile
+import warnings
 
-from quixstreams import Application
+
+# A SIGTERM (or SIGINT) that comes before app.run() is only noted here -
+# raising from the handler could land inside a librdkafka callback and be
+# lost - and Peer below stops the app as soon as its loop starts. Installed
+# before quixstreams is imported, which takes a second or so.
+_stop_requested = False
+
+
+def _note_stop(_signum, _frame):
+    global _stop_requested
+    _stop_requested = True
+
+
+signal.signal(signal.SIGTERM, _note_stop)
+signal.signal(signal.SIGINT, _note_stop)
+
+# quixstreams 3.28.1 pulls in authlib, whose import warns that its httpx
+# module is deprecated - nothing to do with this app. authlib puts its own
+# "always" filter first when loaded, so load it, then put ours before it.
+try:
+    import authlib.deprecate  # noqa: F401
+except ImportError:
+    pass
+warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+
+from quixstreams import Application  # noqa: E402
+from quixstreams.exceptions.assignment import PartitionAssignmentError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -81,9 +108,37 @@ def reshape(value: bytes) -> bytes:
 
 
 class Peer(Application):
-    """An Application that says READY when it first gets partitions."""
+    """An Application that says READY when it first gets partitions, and
+    that never loses a SIGTERM (or SIGINT) however early it comes.
+
+    Quix's run() installs its handlers and only then marks itself running,
+    which clears a stop requested in between; so the stop is noted and
+    applied again right after that point. Private hooks of quixstreams are
+    used for this, hence the exact pin in requirements.txt."""
 
     _ready = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        tracker = self._run_tracker
+        mark_running = tracker.set_as_running
+
+        def set_as_running():
+            mark_running()
+            if _stop_requested:
+                tracker.stop()
+
+        tracker.set_as_running = set_as_running
+
+    def _setup_signal_handlers(self):
+        def on_signal(signum, frame):
+            _note_stop(signum, frame)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        if _stop_requested:
+            self.stop()
 
     def _on_assign(self, consumer, topic_partitions):
         super()._on_assign(consumer, topic_partitions)
@@ -94,13 +149,6 @@ class Peer(Application):
 
 def main(argv=None):
     args = parse_args(argv)
-
-    # Until app.run() installs Quix's own graceful handlers, a SIGTERM just
-    # ends the process without a traceback.
-    def early_exit(signum, _frame):
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, early_exit)
 
     # No stateful operators here, but Quix still wants a state directory:
     # keep it out of the working directory and remove it at the end.
@@ -129,7 +177,18 @@ def main(argv=None):
             sdf = sdf.apply(reshape)
         sdf.to_topic(sink)
 
-        app.run()
+        if not _stop_requested:
+            try:
+                app.run()
+            except PartitionAssignmentError as e:
+                # A SIGTERM during the group join makes the consumer close
+                # while Quix's assignment callback still asks for committed
+                # offsets ("Broker handle destroyed for termination"). Nothing
+                # was committed in that state, so it is a clean stop.
+                if not _stop_requested:
+                    raise
+                print(f"peer: stopped during partition assignment ({e.__cause__ or e})",
+                      file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(state_dir, ignore_errors=True)
     return 0
