@@ -430,26 +430,13 @@ topic = "{dlq}"
     fig.longest_stall = stall;
     fig.restarts_after_exit = fleet.restarts_after_exit.clone();
 
-    let mut args = vec![
-        "verify",
-        "--bootstrap-servers",
-        &broker().bootstrap,
-        "--group",
-        &p.group,
-        "--input",
-        &p.input,
-        "--output",
-        &p.output,
-        "--json",
-        "--wait-secs",
-        "90",
-    ];
+    let mut outputs = vec![p.output.as_str()];
     if transforms {
-        args.extend(["--output", &eu, "--output", &dlq]);
+        outputs.extend([eu.as_str(), dlq.as_str()]);
     }
-    let (code, out, err) = exactly(&args, &[]);
+    let (code, report, err) = verify_json(&p.group, &p.input, &outputs, &["--wait-secs", "90"]);
     assert!(code == 0 || code == 1, "verify failed to run: {err}");
-    fig.verify = serde_json::from_str(&out).unwrap();
+    fig.verify = report;
     fig
 }
 

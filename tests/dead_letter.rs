@@ -187,23 +187,7 @@ fn every_kind_of_bad_record_reaches_the_dead_letter_topic_and_the_stream_flows_o
         d.metric("exactly_transform_errors_total{kind=\"decode\",step=\"1 (map)\"}"),
         2.0
     );
-    let (code, json, err) = exactly(
-        &[
-            "verify",
-            "--bootstrap-servers",
-            &broker().bootstrap,
-            "--group",
-            &p.group,
-            "--input",
-            &p.input,
-            "--output",
-            &p.output,
-            "--output",
-            &dlq,
-            "--json",
-        ],
-        &[],
-    );
+    let (code, json, err) = verify_json(&p.group, &p.input, &[&p.output, &dlq], &[]);
     assert_eq!(code, 0, "{json} {err}");
 }
 

@@ -23,24 +23,12 @@ fn value_of(o: &OutRec) -> Value {
 }
 
 fn verify_clean(group: &str, input: &str, outputs: &[&str], allow_missing: bool) -> Value {
-    let mut args = vec![
-        "verify",
-        "--bootstrap-servers",
-        &broker().bootstrap,
-        "--group",
-        group,
-        "--input",
-        input,
-        "--json",
-    ];
-    for o in outputs {
-        args.extend(["--output", o]);
-    }
-    if allow_missing {
-        args.push("--allow-missing");
-    }
-    let (code, out, err) = exactly(&args, &[]);
-    let v: Value = serde_json::from_str(&out).unwrap_or(Value::Null);
+    let extra: &[&str] = if allow_missing {
+        &["--allow-missing"]
+    } else {
+        &[]
+    };
+    let (code, v, err) = verify_json(group, input, outputs, extra);
     assert_eq!(code, 0, "verify: {v:#} {err}");
     v
 }

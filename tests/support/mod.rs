@@ -792,6 +792,37 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs `exactly verify --json` for `group` over `input` and `outputs`
+/// (plus `extra` flags) against the test broker: (exit code, report, stderr).
+pub fn verify_json(
+    group: &str,
+    input: &str,
+    outputs: &[&str],
+    extra: &[&str],
+) -> (i32, serde_json::Value, String) {
+    let bootstrap = &broker().bootstrap;
+    let mut args = vec![
+        "verify",
+        "--bootstrap-servers",
+        bootstrap,
+        "--group",
+        group,
+        "--input",
+        input,
+        "--json",
+    ];
+    for o in outputs {
+        args.extend(["--output", o]);
+    }
+    args.extend_from_slice(extra);
+    let (code, out, err) = exactly(&args, &[]);
+    (
+        code,
+        serde_json::from_str(&out).unwrap_or(serde_json::Value::Null),
+        err,
+    )
+}
+
 /// Runs `exactly` with arguments, returning (exit code, stdout, stderr).
 pub fn exactly(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_exactly"))
