@@ -9,6 +9,18 @@ use std::time::Duration;
 
 use support::*;
 
+/// Waits until `d` holds partitions and has committed a transaction — the
+/// commit only while input still flows: a replica that joins after the
+/// input ended has nothing to commit.
+fn holds_partitions_and_commits(d: &mut Daemon, writer: &std::thread::JoinHandle<()>) {
+    wait_until("the replica to hold partitions and commit", || {
+        d.assert_alive();
+        d.metric("exactly_assigned_partitions") >= 1.0
+            && (writer.is_finished()
+                || d.metric("exactly_transactions_total{outcome=\"committed\"}") >= 1.0)
+    });
+}
+
 #[test]
 fn replicas_joining_leaving_and_dying_mid_stream_keep_exactly_once() {
     let Pipeline {
@@ -17,7 +29,9 @@ fn replicas_joining_leaving_and_dying_mid_stream_keep_exactly_once() {
         group,
     } = Pipeline::create("scale", 6, 6);
     let input = input_records(60_000, 211);
-    let writer = produce_paced(&input_topic, input.clone(), 6_000);
+    // About 20 s of input: long enough to span B's leave (its partitions
+    // idle for the session timeout under static membership) and C's join.
+    let writer = produce_paced(&input_topic, input.clone(), 3_000);
 
     let cfg = |id: &str| DaemonConfig::new(&group, &input_topic, &output_topic, id);
     let mut a = Daemon::start(&cfg("replica-a"));
@@ -25,7 +39,7 @@ fn replicas_joining_leaving_and_dying_mid_stream_keep_exactly_once() {
     a.wait_produced(3_000.0);
 
     let mut b = Daemon::start(&cfg("replica-b"));
-    b.wait_produced(1_000.0);
+    holds_partitions_and_commits(&mut b, &writer);
     let (status, took) = b.terminate();
     assert!(
         status.success(),
@@ -38,7 +52,7 @@ fn replicas_joining_leaving_and_dying_mid_stream_keep_exactly_once() {
     );
 
     let mut c = Daemon::start(&cfg("replica-c"));
-    c.wait_produced(1_000.0);
+    holds_partitions_and_commits(&mut c, &writer);
     c.kill9();
 
     writer.join().unwrap();
