@@ -1,24 +1,29 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: exactly against the tools people would use instead.
 
-    bench/run.sh [--quick]          (sets up the peers, then runs this file)
+    bench/run.sh [--quick]          (builds exactly and the peers, then runs this file)
 
-Contenders, on one local broker (scripts/kafka.sh), same input, same work:
+Contenders (bench/contenders.py), on one local broker (scripts/kafka.sh), same input, same work:
   exactly-eos   the release binary, guarantee = exactly_once
-  exactly-alo   the same binary, guarantee = at_least_once (the baseline)
+  exactly-alo   the same binary, guarantee = at_least_once (the baseline for the cost of EOS)
   kstreams-eos  Kafka Streams, processing.guarantee = exactly_once_v2 (bench/peers/kafka-streams)
   copier-eos    Kafka's TransactionalMessageCopier (kafka-tools; passthrough only)
   quix-eos      Quix Streams, processing_guarantee = "exactly-once" (bench/peers/quix)
+All commit every 100 ms (the copier: every 10,000 records, its only knob).
 
-Every contender is measured the same way, from outside:
-  - throughput: the input (N records, written once) is processed by a fresh consumer group into a
-    fresh output topic; the clock runs from the group's first committed offset to the moment its
-    committed offsets reach the end of the input. records/s and MB/s of input.
-  - CPU seconds and peak RSS of the processing process, from /proc (summed over its children).
-  - (not yet: end-to-end latency at half load; see the issue.)
+For each value size (100 B, 1 KB) and each work (passthrough, map):
+  - throughput: the input (N records on 12 partitions, written once) is processed by a fresh
+    consumer group into a fresh output topic. The clock runs from the group's first committed
+    offset to the moment its committed offsets reach the end of the input. Median of --runs.
+  - CPU seconds per million records and peak RSS of the processing process (and its children),
+    from /proc, in the same runs.
+  - latency: a fresh, empty input; once the group holds all partitions, an open-loop generator
+    offers half of exactly-eos's measured throughput for --latency-seconds, and a read_committed
+    probe takes arrival time minus the `ts` stamped into each value at send time. The first
+    --warmup-seconds of records are left out. p50/p99 over the rest.
 
-Figures are medians of --runs runs (3 by default; 1 in --quick). Results go to
-bench/RESULTS.md (and bench/out/results.json). Needs confluent-kafka (in the Quix venv).
+Results: bench/out/results.json always; bench/RESULTS.md and bench/results.png in full mode
+(bench/report.py).
 """
 
 import argparse
@@ -32,19 +37,19 @@ import tempfile
 import time
 import uuid
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KAFKA = os.path.join(ROOT, "scripts", "kafka.sh")
-EXACTLY = os.path.join(ROOT, "target", "release", "exactly")
+import contenders
+import load
+
+ROOT = contenders.ROOT
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PARTITIONS = 12
-COMMIT_INTERVAL_MS = 100
-MAP_JQ = "{id: .id, total: (.price * .qty), customer: .customer.id}"
 
 
 def kafka(*args, capture=False):
-    r = subprocess.run([KAFKA, *args], check=True, stdout=subprocess.PIPE if capture else None)
+    r = subprocess.run([contenders.KAFKA, *args], check=True, stdout=subprocess.PIPE if capture else None)
     return r.stdout.decode().strip() if capture else None
 
 
@@ -69,35 +74,31 @@ def tree_stats(pid):
     return cpu, rss
 
 
-def payload(i, size):
-    base = {"id": i, "price": 2.5 + i % 7, "qty": 1 + i % 4, "customer": {"id": f"c{i % 1000}"}, "pad": ""}
-    text = json.dumps(base, separators=(",", ":"))
-    base["pad"] = "x" * max(0, size - len(text))
-    return json.dumps(base, separators=(",", ":")).encode()
+class Ctx:
+    def __init__(self, args):
+        self.args = args
+        self.workdir = tempfile.mkdtemp(prefix="exactly-harness-")
+        self.broker_dir = os.path.join(self.workdir, "kafka")
+        self.bootstrap = None
+        self.kstreams_jar = args.kstreams_jar
+        self.quix_python = args.quix_python
+        self.admin = None
 
+    def log(self, name):
+        return open(os.path.join(self.workdir, f"{name}.log"), "a")
 
-def write_input(bootstrap, topic, n, size, rate=None, stop=None):
-    """Writes n keyed JSON records; at `rate` records/s when given."""
-    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.size": 1_000_000,
-                  "enable.idempotence": True, "queue.buffering.max.messages": 1_000_000})
-    start = time.monotonic()
-    for i in range(n):
-        if stop is not None and stop.is_set():
-            break
+    def topic(self, prefix):
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        self.admin.create_topics([NewTopic(name, PARTITIONS, 1)])[name].result(timeout=60)
+        # Created on the controller; wait until the broker's metadata has it.
+        deadline = time.monotonic() + 60
         while True:
-            try:
-                p.produce(topic, key=f"k{i % 10007}".encode(), value=payload(i, size))
-                break
-            except BufferError:
-                p.poll(0.05)
-        if rate and i % 100 == 99:
-            due = start + (i + 1) / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)  # pacing of a load generator
-        if i % 10000 == 0:
-            p.poll(0)
-    p.flush(120)
+            meta = self.admin.list_topics(name, timeout=10).topics.get(name)
+            if meta is not None and meta.error is None and len(meta.partitions) == PARTITIONS:
+                return name
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {name} not in the broker's metadata after 60 s")
+            time.sleep(0.1)  # polling an outside condition
 
 
 def committed_total(bootstrap, group, topic):
@@ -110,99 +111,27 @@ def committed_total(bootstrap, group, topic):
         c.close()
 
 
-class Contender:
-    name = "?"
-    guarantee = "exactly_once"
-    modes = ("passthrough", "map")
-
-    def start(self, ctx, inp, out, group, mode):
-        raise NotImplementedError
-
-
-class Exactly(Contender):
-    def __init__(self, guarantee):
-        self.guarantee = guarantee
-        self.name = "exactly-" + ("eos" if guarantee == "exactly_once" else "alo")
-
-    def start(self, ctx, inp, out, group, mode):
-        cfg = os.path.join(ctx.workdir, f"{group}.toml")
-        chain = f"[[transform]]\ntype = \"map\"\nexpr = '{MAP_JQ}'\n" if mode == "map" else ""
-        with open(cfg, "w") as f:
-            f.write(f"""
-[kafka]
-bootstrap_servers = "{ctx.bootstrap}"
-group_id = "{group}"
-transactional_id = "{group}-0"
-[input]
-topics = ["{inp}"]
-[output]
-topic = "{out}"
-lineage = false
-[processing]
-guarantee = "{self.guarantee}"
-commit_interval_ms = {COMMIT_INTERVAL_MS}
-[http]
-listen = "127.0.0.1:0"
-{chain}""")
-        return subprocess.Popen([EXACTLY, "run", "--config", cfg],
-                                stdout=subprocess.DEVNULL, stderr=ctx.log(group))
+def assigned(ctx, group):
+    """Partitions the group's members hold, when the group is stable; else 0."""
+    desc = ctx.admin.describe_consumer_groups([group])[group].result(timeout=10)
+    if desc.state.name != "STABLE":
+        return 0
+    return sum(len(m.assignment.topic_partitions) for m in desc.members if m.assignment)
 
 
-class Copier(Contender):
-    name = "copier-eos"
-    modes = ("passthrough",)
-
-    def start(self, ctx, inp, out, group, mode):
-        # One copier per input partition would be the system-test layout; one
-        # process with group mode is the fair single-process comparison.
-        return subprocess.Popen(
-            [KAFKA, "tool", ctx.broker_dir, "org.apache.kafka.tools.TransactionalMessageCopier",
-             "--broker-list", ctx.bootstrap, "--input-topic", inp, "--output-topic", out,
-             # --input-partition is required, and ignored in group mode.
-             "--input-partition", "0", "--group-mode", "--consumer-group", group,
-             "--transactional-id", f"{group}-copier", "--transaction-size", "10000",
-             "--transaction-timeout", "10000", "--max-messages", "-1", "--use-group-metadata"],
-            stdout=subprocess.DEVNULL, stderr=ctx.log(group))
+def stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
-class KStreams(Contender):
-    name = "kstreams-eos"
-
-    def start(self, ctx, inp, out, group, mode):
-        return subprocess.Popen(
-            ["java", "-Xmx1g", "-jar", ctx.kstreams_jar, "--bootstrap", ctx.bootstrap, "--input", inp,
-             "--output", out, "--application-id", group, "--mode", mode,
-             "--commit-interval-ms", str(COMMIT_INTERVAL_MS)],
-            stdout=subprocess.DEVNULL, stderr=ctx.log(group))
-
-
-class Quix(Contender):
-    name = "quix-eos"
-
-    def start(self, ctx, inp, out, group, mode):
-        return subprocess.Popen(
-            [ctx.quix_python, os.path.join(ROOT, "bench", "peers", "quix", "peer.py"),
-             "--bootstrap", ctx.bootstrap, "--input", inp, "--output", out, "--group", group,
-             "--mode", mode, "--commit-interval-ms", str(COMMIT_INTERVAL_MS)],
-            stdout=subprocess.DEVNULL, stderr=ctx.log(group))
-
-
-class Ctx:
-    def __init__(self, args):
-        self.args = args
-        self.workdir = tempfile.mkdtemp(prefix="exactly-harness-")
-        self.broker_dir = os.path.join(self.workdir, "kafka")
-        self.bootstrap = None
-        self.kstreams_jar = args.kstreams_jar
-        self.quix_python = args.quix_python
-
-    def log(self, name):
-        return open(os.path.join(self.workdir, f"{name}.log"), "a")
-
-    def topic(self, prefix):
-        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-        kafka("topic", self.broker_dir, name, str(PARTITIONS))
-        return name
+def check_alive(proc, contender, ctx, group):
+    code = proc.poll()
+    if code is not None:
+        raise RuntimeError(f"{contender.name} exited with {code}; see {ctx.workdir}/{group}.log")
 
 
 def throughput_run(ctx, contender, inp, n, mode):
@@ -234,7 +163,7 @@ def throughput_run(ctx, contender, inp, n, mode):
                 raise RuntimeError(f"{contender.name} stopped at {done} of {n} records")
             if now > deadline:
                 raise RuntimeError(f"{contender.name} did not finish in 30 min")
-            time.sleep(0.1)
+            time.sleep(0.1)  # the sampling period of an outside observer
         if now - t0 > 0.5:
             rate = (n - first) / (now - t0)
         else:
@@ -245,11 +174,62 @@ def throughput_run(ctx, contender, inp, n, mode):
         cpu, rss = sample if sample[0] > 0 else stats
         return {"rate": rate, "cpu_per_million": cpu / n * 1e6, "rss_mib": rss}
     finally:
-        proc.send_signal(signal.SIGTERM)
+        stop(proc)
+
+
+def latency_run(ctx, contender, size, mode, rate, seconds, warmup):
+    inp = ctx.topic(f"lat-in-{contender.name}")
+    out = ctx.topic(f"lat-out-{contender.name}")
+    group = f"lat-{contender.name}-{mode}-{uuid.uuid4().hex[:6]}"
+    proc = contender.start(ctx, inp, out, group, mode)
+    probe = None
+    try:
+        deadline = time.monotonic() + 120
+        while assigned(ctx, group) < PARTITIONS:
+            check_alive(proc, contender, ctx, group)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{contender.name}: group {group} not stable with all partitions in 120 s")
+            time.sleep(0.2)  # the sampling period of an outside observer
+        probe = load.Probe(ctx.bootstrap, out, PARTITIONS)
+        begin_ms = time.time() * 1000
+        gen = load.PacedLoad(ctx.bootstrap, inp, size, rate, warmup + seconds)
+        while not gen.done():
+            probe.poll()
+            check_alive(proc, contender, ctx, group)
+        sent = gen.count()
+        drain = time.monotonic() + 30
+        while probe.count < sent and time.monotonic() < drain:
+            probe.poll()
+            check_alive(proc, contender, ctx, group)
+        measured = sorted(lat for ts, lat in probe.latencies if ts >= begin_ms + warmup * 1000)
+        return {"offered": rate, "sent": sent, "received": probe.count,
+                "p50_ms": load.percentile(measured, 0.50), "p99_ms": load.percentile(measured, 0.99),
+                "max_ms": measured[-1] if measured else float("nan")}
+    finally:
+        if probe is not None:
+            probe.close()
+        stop(proc)
+
+
+def environment(ctx):
+    def out(cmd):
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=60)
+            return (r.stdout + r.stderr).strip()
+        except OSError:
+            return "?"
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    mem = int(next(line.split()[1] for line in open("/proc/meminfo") if line.startswith("MemTotal"))) / 1024 / 1024
+    import confluent_kafka
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "kernel": os.uname().release,
+        "exactly": out([contenders.EXACTLY, "--version"]) + " @ " + out(["git", "rev-parse", "--short", "HEAD"]),
+        "rustc": out(["rustc", "--version"]),
+        "java": out(["java", "-version"]).splitlines()[0],
+        "python": sys.version.split()[0],
+        "confluent_kafka": f"{confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})",
+        "kafka": "4.1.1 (broker, Kafka Streams, TransactionalMessageCopier)",
+    }
 
 
 def main():
@@ -258,40 +238,71 @@ def main():
     ap.add_argument("--records", type=int)
     ap.add_argument("--runs", type=int)
     ap.add_argument("--sizes", default="100,1000")
-    ap.add_argument("--contenders", default="exactly-eos,exactly-alo,kstreams-eos,copier-eos,quix-eos")
+    ap.add_argument("--modes", default="passthrough,map")
+    ap.add_argument("--contenders", default=",".join(c.name for c in contenders.ALL))
+    ap.add_argument("--latency-seconds", type=float)
+    ap.add_argument("--warmup-seconds", type=float)
+    ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--bootstrap", help="use this broker instead of starting one")
     ap.add_argument("--kstreams-jar")
     ap.add_argument("--quix-python", default=sys.executable)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "out"))
     args = ap.parse_args()
     n = args.records or (20_000 if args.quick else 1_000_000)
     runs = args.runs or (1 if args.quick else 3)
+    seconds = args.latency_seconds or (3 if args.quick else 15)
+    warmup = args.warmup_seconds if args.warmup_seconds is not None else (1 if args.quick else 3)
     ctx = Ctx(args)
-    ctx.bootstrap = kafka("start", ctx.broker_dir, "--owner-pid", str(os.getpid()), capture=True)
-    all_contenders = {c.name: c for c in [Exactly("exactly_once"), Exactly("at_least_once"), KStreams(), Copier(), Quix()]}
-    chosen = [all_contenders[c] for c in args.contenders.split(",")]
+    chosen = [c for c in contenders.ALL if c.name in args.contenders.split(",")]
     if ctx.kstreams_jar is None:
         chosen = [c for c in chosen if c.name != "kstreams-eos"]
-    results = []
+    if args.bootstrap:
+        ctx.bootstrap = args.bootstrap
+    else:
+        ctx.bootstrap = kafka("start", ctx.broker_dir, "--owner-pid", str(os.getpid()), capture=True)
+    ctx.admin = AdminClient({"bootstrap.servers": ctx.bootstrap})
+    results = {"settings": {"records": n, "runs": runs, "partitions": PARTITIONS,
+                            "commit_interval_ms": contenders.COMMIT_INTERVAL_MS,
+                            "latency_seconds": seconds, "warmup_seconds": warmup, "quick": args.quick},
+               "environment": environment(ctx), "rows": []}
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
             inp = ctx.topic(f"in-{size}")
-            print(f"writing {n} records of {size} bytes", flush=True)
-            write_input(ctx.bootstrap, inp, n, size)
-            for mode in ("passthrough", "map"):
+            print(f"writing {n:,} records of {size} bytes", flush=True)
+            load.write_input(ctx.bootstrap, inp, n, size)
+            for mode in args.modes.split(","):
+                rows = []
                 for c in chosen:
                     if mode not in c.modes:
                         continue
                     samples = [throughput_run(ctx, c, inp, n, mode) for _ in range(runs)]
                     r = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
-                    r.update(contender=c.name, size=size, mode=mode, mb_s=r["rate"] * size / 1e6)
-                    results.append(r)
-                    print(f"{size:>5} B {mode:<11} {c.name:<13} {r['rate']:>10,.0f} rec/s "
+                    r.update(contender=c.name, size=size, mode=mode, mb_s=r["rate"] * size / 1e6,
+                             samples=samples)
+                    rows.append(r)
+                    print(f"{size:>5} B {mode:<11} {c.name:<13} {r['rate']:>10,.0f} rec/s {r['mb_s']:6.1f} MB/s "
                           f"{r['cpu_per_million']:6.2f} CPU s/1M {r['rss_mib']:7.1f} MiB", flush=True)
+                eos = next((r for r in rows if r["contender"] == "exactly-eos"), None)
+                if eos and not args.no_latency:
+                    half = eos["rate"] / 2
+                    for r in rows:
+                        c = next(c for c in chosen if c.name == r["contender"])
+                        if not c.latency:
+                            continue
+                        r["latency"] = latency_run(ctx, c, size, mode, half, seconds, warmup)
+                        lat = r["latency"]
+                        print(f"{size:>5} B {mode:<11} {c.name:<13} at {half:,.0f} rec/s: p50 {lat['p50_ms']:.0f} ms "
+                              f"p99 {lat['p99_ms']:.0f} ms ({lat['received']:,} of {lat['sent']:,} arrived)",
+                              flush=True)
+                results["rows"].extend(rows)
     finally:
-        kafka("stop", ctx.broker_dir)
-    os.makedirs(os.path.join(ROOT, "bench", "out"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench", "out", "results.json"), "w") as f:
+        if not args.bootstrap:
+            kafka("stop", ctx.broker_dir)
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "results.json")
+    with open(path, "w") as f:
         json.dump(results, f, indent=2)
-    print(json.dumps(results, indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,13 @@
 //! When a transaction closes: after `max_batch_records` input records,
-//! `max_batch_bytes` of input, or `commit_interval_ms` after it began —
-//! whichever comes first.
+//! `max_batch_bytes` of input, or at its deadline — whichever comes first.
+//!
+//! Commits keep a cadence: a transaction's deadline is `commit_interval_ms`
+//! after the previous commit *started* (or after the transaction opened, for
+//! the first one). A record that arrives while a commit runs therefore waits
+//! at most one interval for the next commit to start, not an interval plus
+//! the commit's own duration. As in Kafka Streams, a transaction that opens
+//! more than an interval after the last commit (after an idle spell) is due
+//! at once.
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +20,7 @@ pub struct BatchPolicy {
     pub max_records: usize,
     /// Input bytes (key + value) per transaction.
     pub max_bytes: usize,
-    /// Age of a transaction at which it commits.
+    /// Time from one commit's start to the next one's.
     pub interval: Duration,
 }
 
@@ -63,6 +70,9 @@ pub struct Batch {
     /// Failed and dropped records of the open transaction.
     pub tally: Tally,
     started: Option<Instant>,
+    due: Option<Instant>,
+    /// When the last commit started; kept across `reset`.
+    last_commit: Option<Instant>,
     records: usize,
     bytes: usize,
     outputs: u64,
@@ -77,9 +87,16 @@ impl Batch {
     }
 
     /// Opens a transaction at `now`.
-    pub fn open(&mut self, now: Instant) {
+    pub fn open(&mut self, now: Instant, policy: &BatchPolicy) {
         debug_assert!(!self.is_open());
         self.started = Some(now);
+        self.due = Some(self.last_commit.unwrap_or(now) + policy.interval);
+    }
+
+    /// A commit of the open transaction starts at `now`: the next
+    /// transaction's deadline counts from here.
+    pub fn commit_started(&mut self, now: Instant) {
+        self.last_commit = Some(now);
     }
 
     /// When the open transaction began.
@@ -132,29 +149,26 @@ impl Batch {
 
     /// Whether the open transaction must commit now.
     pub fn is_due(&self, policy: &BatchPolicy, now: Instant) -> bool {
-        match self.started {
+        match self.due {
             None => false,
-            Some(t) => {
-                self.records >= policy.max_records
-                    || self.bytes >= policy.max_bytes
-                    || now.duration_since(t) >= policy.interval
+            Some(due) => {
+                self.records >= policy.max_records || self.bytes >= policy.max_bytes || now >= due
             }
         }
     }
 
     /// How long until the open transaction is due; `idle` when none is open.
-    pub fn time_left(&self, policy: &BatchPolicy, now: Instant, idle: Duration) -> Duration {
-        match self.started {
+    pub fn time_left(&self, now: Instant, idle: Duration) -> Duration {
+        match self.due {
             None => idle,
-            Some(t) => (t + policy.interval)
-                .saturating_duration_since(now)
-                .min(idle),
+            Some(due) => due.saturating_duration_since(now).min(idle),
         }
     }
 
     /// Forgets the transaction (after a commit or an abort).
     pub fn reset(&mut self) {
         self.started = None;
+        self.due = None;
         self.records = 0;
         self.bytes = 0;
         self.outputs = 0;
@@ -186,7 +200,7 @@ mod tests {
     fn closes_on_record_count() {
         let now = Instant::now();
         let mut b = Batch::default();
-        b.open(now);
+        b.open(now, &policy());
         b.add("t", 0, 1, 1);
         b.add("t", 0, 1, 1);
         assert!(!b.is_due(&policy(), now));
@@ -198,7 +212,7 @@ mod tests {
     fn closes_on_bytes() {
         let now = Instant::now();
         let mut b = Batch::default();
-        b.open(now);
+        b.open(now, &policy());
         b.add("t", 0, 99, 1);
         assert!(!b.is_due(&policy(), now));
         b.add("t", 0, 1, 1);
@@ -209,9 +223,35 @@ mod tests {
     fn closes_on_age() {
         let now = Instant::now();
         let mut b = Batch::default();
-        b.open(now);
+        b.open(now, &policy());
         assert!(!b.is_due(&policy(), now + Duration::from_millis(99)));
         assert!(b.is_due(&policy(), now + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn the_deadline_counts_from_the_last_commit_start() {
+        let t0 = Instant::now();
+        let mut b = Batch::default();
+        b.open(t0, &policy());
+        b.commit_started(t0 + Duration::from_millis(100));
+        b.reset();
+        // Opened 10 ms into the commit's cadence: due 90 ms later.
+        let opened = t0 + Duration::from_millis(110);
+        b.open(opened, &policy());
+        assert!(!b.is_due(&policy(), t0 + Duration::from_millis(199)));
+        assert!(b.is_due(&policy(), t0 + Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn after_an_idle_spell_a_transaction_is_due_at_once() {
+        let t0 = Instant::now();
+        let mut b = Batch::default();
+        b.open(t0, &policy());
+        b.commit_started(t0);
+        b.reset();
+        let later = t0 + Duration::from_secs(5);
+        b.open(later, &policy());
+        assert!(b.is_due(&policy(), later));
     }
 
     #[test]
@@ -219,14 +259,14 @@ mod tests {
         let now = Instant::now();
         let idle = Duration::from_millis(500);
         let mut b = Batch::default();
-        assert_eq!(b.time_left(&policy(), now, idle), idle);
-        b.open(now);
+        assert_eq!(b.time_left(now, idle), idle);
+        b.open(now, &policy());
         assert_eq!(
-            b.time_left(&policy(), now + Duration::from_millis(30), idle),
+            b.time_left(now + Duration::from_millis(30), idle),
             Duration::from_millis(70)
         );
         assert_eq!(
-            b.time_left(&policy(), now + Duration::from_secs(1), idle),
+            b.time_left(now + Duration::from_secs(1), idle),
             Duration::ZERO
         );
     }
@@ -234,7 +274,7 @@ mod tests {
     #[test]
     fn partitions_are_listed_once_each() {
         let mut b = Batch::default();
-        b.open(Instant::now());
+        b.open(Instant::now(), &policy());
         b.add("a", 0, 1, 1);
         b.add("a", 0, 1, 2);
         b.add("a", 1, 1, 0);

@@ -259,9 +259,7 @@ impl Loop<'_> {
 
     fn run(&mut self) -> anyhow::Result<()> {
         while !self.shutdown.is_requested() {
-            let timeout = self
-                .batch
-                .time_left(&self.policy, Instant::now(), IDLE_POLL);
+            let timeout = self.batch.time_left(Instant::now(), IDLE_POLL);
             let polled = self.consumer.poll(timeout);
             if let Some(cause) = self.ctx().take_fatal() {
                 return Err(anyhow!("worker {}: {cause}", self.index));
@@ -327,7 +325,7 @@ impl Loop<'_> {
                 return self.on_failure(f);
             }
             self.ctx().set_txn_open(true);
-            self.batch.open(Instant::now());
+            self.batch.open(Instant::now(), &self.policy);
         }
         let record = to_record(msg);
         let bytes = record.payload_len();
@@ -526,6 +524,8 @@ impl Loop<'_> {
                 return self.on_failure(TxnFailure::Abortable(format!("reading positions: {e}")))
             }
         };
+        let commit_started = Instant::now();
+        self.batch.commit_started(commit_started);
         let give_up = || self.ctx().give_up();
         match self.ctx().output.commit(self.consumer, &offsets, &give_up) {
             Ok(()) => {
@@ -535,8 +535,9 @@ impl Loop<'_> {
                     .started()
                     .map(|t| t.elapsed())
                     .unwrap_or_default();
+                let commit_took = commit_started.elapsed();
                 self.metrics
-                    .transaction_committed(self.batch.outputs(), took);
+                    .transaction_committed(self.batch.outputs(), took, commit_took);
                 for (topic, n) in self.batch.per_topic() {
                     self.metrics.output_records(topic, *n);
                 }
@@ -546,6 +547,7 @@ impl Loop<'_> {
                     records = self.batch.records(),
                     outputs = self.batch.outputs(),
                     ?took,
+                    ?commit_took,
                     "transaction committed"
                 );
                 self.batch.reset();

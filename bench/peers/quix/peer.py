@@ -101,6 +101,7 @@ def reshape(value: bytes) -> bytes:
     customer = doc.get("customer")
     out = {
         "id": doc.get("id"),
+        "ts": doc.get("ts"),
         "total": price * qty if number(price) and number(qty) else None,
         "customer": customer.get("id") if isinstance(customer, dict) else None,
     }

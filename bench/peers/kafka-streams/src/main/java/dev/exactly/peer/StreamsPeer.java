@@ -31,7 +31,7 @@ import org.apache.kafka.streams.kstream.Produced;
  *
  * <p>It reads one topic and writes another under {@code exactly_once_v2}, either copying each
  * record as it is ({@code passthrough}) or reshaping a JSON value ({@code map}) the way exactly's
- * jq expression {@code {id: .id, total: (.price * .qty), customer: .customer.id}} does. It prints
+ * jq expression {@code {id: .id, ts: .ts, total: (.price * .qty), customer: .customer.id}} does. It prints
  * {@code READY} on stdout once the client is RUNNING, logs only warnings and errors (to stderr),
  * and closes cleanly on SIGTERM.
  */
@@ -45,7 +45,7 @@ public final class StreamsPeer {
           "           [--threads N] [--close-timeout-ms MS]",
           "",
           "  --mode                passthrough (default) copies records; map reshapes JSON values to",
-          "                        {\"id\": .id, \"total\": .price * .qty, \"customer\": .customer.id}",
+          "                        {\"id\": .id, \"ts\": .ts, \"total\": .price * .qty, \"customer\": .customer.id}",
           "  --commit-interval-ms  Kafka Streams commit.interval.ms (default 100)",
           "  --threads             num.stream.threads (default 1)",
           "  --close-timeout-ms    how long shutdown waits for the client to close (default 30000)");
@@ -186,7 +186,7 @@ public final class StreamsPeer {
   }
 
   /**
-   * {@code {"id": .id, "total": .price * .qty, "customer": .customer.id}}; a missing field, or a
+   * {@code {"id": .id, "ts": .ts, "total": .price * .qty, "customer": .customer.id}}; a missing field, or a
    * total of anything but two numbers, gives null. Returns null when the value is not a JSON
    * object.
    */
@@ -206,6 +206,7 @@ public final class StreamsPeer {
     JsonNodeFactory f = JSON.getNodeFactory();
     ObjectNode out = f.objectNode();
     out.set("id", orNull(in.get("id")));
+    out.set("ts", orNull(in.get("ts")));
     out.set("total", product(in.get("price"), in.get("qty")));
     JsonNode customer = in.get("customer");
     out.set("customer", orNull(customer == null || !customer.isObject() ? null : customer.get("id")));

@@ -1,0 +1,99 @@
+"""The contenders of the side-by-side benchmark: how each one is started on an
+input topic, an output topic and a consumer group. Each start() returns the
+Popen of the processing process; the harness measures it from outside.
+"""
+
+import os
+import subprocess
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KAFKA = os.path.join(ROOT, "scripts", "kafka.sh")
+EXACTLY = os.path.join(ROOT, "target", "release", "exactly")
+COMMIT_INTERVAL_MS = 100
+# The map every contender implements: exactly as jq, the peers in their own language.
+MAP_JQ = "{id: .id, ts: .ts, total: (.price * .qty), customer: .customer.id}"
+
+
+class Contender:
+    name = "?"
+    guarantee = "exactly_once"
+    modes = ("passthrough", "map")
+    latency = True
+
+    def start(self, ctx, inp, out, group, mode):
+        raise NotImplementedError
+
+
+class Exactly(Contender):
+    def __init__(self, guarantee):
+        self.guarantee = guarantee
+        self.name = "exactly-" + ("eos" if guarantee == "exactly_once" else "alo")
+
+    def start(self, ctx, inp, out, group, mode):
+        cfg = os.path.join(ctx.workdir, f"{group}.toml")
+        chain = f"[[transform]]\ntype = \"map\"\nexpr = '{MAP_JQ}'\n" if mode == "map" else ""
+        with open(cfg, "w") as f:
+            f.write(f"""
+[kafka]
+bootstrap_servers = "{ctx.bootstrap}"
+group_id = "{group}"
+transactional_id = "{group}-0"
+[input]
+topics = ["{inp}"]
+[output]
+topic = "{out}"
+lineage = false
+[processing]
+guarantee = "{self.guarantee}"
+commit_interval_ms = {COMMIT_INTERVAL_MS}
+[http]
+listen = "127.0.0.1:0"
+{chain}""")
+        return subprocess.Popen([EXACTLY, "run", "--config", cfg],
+                                stdout=subprocess.DEVNULL, stderr=ctx.log(group))
+
+
+class Copier(Contender):
+    name = "copier-eos"
+    modes = ("passthrough",)
+    # The copier drains the backlog it finds at assignment and exits (its
+    # loop runs while "records remaining" > 0): it cannot serve an open-ended
+    # stream, so it has no latency figure.
+    latency = False
+
+    def start(self, ctx, inp, out, group, mode):
+        # One copier per input partition would be the system-test layout; one
+        # process with group mode is the fair single-process comparison.
+        return subprocess.Popen(
+            [KAFKA, "tool", ctx.broker_dir, "org.apache.kafka.tools.TransactionalMessageCopier",
+             "--broker-list", ctx.bootstrap, "--input-topic", inp, "--output-topic", out,
+             # --input-partition is required, and ignored in group mode.
+             "--input-partition", "0", "--group-mode", "--consumer-group", group,
+             "--transactional-id", f"{group}-copier", "--transaction-size", "10000",
+             "--transaction-timeout", "10000", "--max-messages", "-1", "--use-group-metadata"],
+            stdout=subprocess.DEVNULL, stderr=ctx.log(group))
+
+
+class KStreams(Contender):
+    name = "kstreams-eos"
+
+    def start(self, ctx, inp, out, group, mode):
+        return subprocess.Popen(
+            ["java", "-Xmx1g", "-jar", ctx.kstreams_jar, "--bootstrap", ctx.bootstrap, "--input", inp,
+             "--output", out, "--application-id", group, "--mode", mode,
+             "--commit-interval-ms", str(COMMIT_INTERVAL_MS)],
+            stdout=subprocess.DEVNULL, stderr=ctx.log(group))
+
+
+class Quix(Contender):
+    name = "quix-eos"
+
+    def start(self, ctx, inp, out, group, mode):
+        return subprocess.Popen(
+            [ctx.quix_python, os.path.join(ROOT, "bench", "peers", "quix", "peer.py"),
+             "--bootstrap", ctx.bootstrap, "--input", inp, "--output", out, "--group", group,
+             "--mode", mode, "--commit-interval-ms", str(COMMIT_INTERVAL_MS)],
+            stdout=subprocess.DEVNULL, stderr=ctx.log(group))
+
+
+ALL = [Exactly("exactly_once"), Exactly("at_least_once"), KStreams(), Copier(), Quix()]
