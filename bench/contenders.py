@@ -25,9 +25,12 @@ class Contender:
 
 
 class Exactly(Contender):
-    def __init__(self, guarantee):
+    def __init__(self, guarantee, workers=1):
         self.guarantee = guarantee
+        self.workers = workers
         self.name = "exactly-" + ("eos" if guarantee == "exactly_once" else "alo")
+        if workers > 1:
+            self.name += f"-w{workers}"
 
     def start(self, ctx, inp, out, group, mode):
         cfg = os.path.join(ctx.workdir, f"{group}.toml")
@@ -46,6 +49,7 @@ lineage = false
 [processing]
 guarantee = "{self.guarantee}"
 commit_interval_ms = {COMMIT_INTERVAL_MS}
+workers = {self.workers}
 [http]
 listen = "127.0.0.1:0"
 {chain}""")
@@ -96,4 +100,6 @@ class Quix(Contender):
             stdout=subprocess.DEVNULL, stderr=ctx.log(group))
 
 
-ALL = [Exactly("exactly_once"), Exactly("at_least_once"), KStreams(), Copier(), Quix()]
+ALL = [Exactly("exactly_once"), Exactly("at_least_once"), KStreams(), Copier(), Quix(),
+       # One process, two workers (two consumer/producer pairs, two threads).
+       Exactly("exactly_once", workers=2)]

@@ -229,6 +229,7 @@ def environment(ctx):
         "python": sys.version.split()[0],
         "confluent_kafka": f"{confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})",
         "kafka": "4.1.1 (broker, Kafka Streams, TransactionalMessageCopier)",
+        "peer:quixstreams": out([ctx.quix_python, "-c", "import quixstreams; print(quixstreams.__version__)"]),
     }
 
 
@@ -243,6 +244,10 @@ def main():
     ap.add_argument("--latency-seconds", type=float)
     ap.add_argument("--warmup-seconds", type=float)
     ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--latency-max-rate", type=float, default=50_000,
+                    help="cap on the offered load of the latency runs, records/s (default 50,000)")
+    ap.add_argument("--latency-max-mbps", type=float, default=25,
+                    help="cap on the offered load of the latency runs, MB/s of values (default 25)")
     ap.add_argument("--bootstrap", help="use this broker instead of starting one")
     ap.add_argument("--kstreams-jar")
     ap.add_argument("--quix-python", default=sys.executable)
@@ -263,7 +268,9 @@ def main():
     ctx.admin = AdminClient({"bootstrap.servers": ctx.bootstrap})
     results = {"settings": {"records": n, "runs": runs, "partitions": PARTITIONS,
                             "commit_interval_ms": contenders.COMMIT_INTERVAL_MS,
-                            "latency_seconds": seconds, "warmup_seconds": warmup, "quick": args.quick},
+                            "latency_seconds": seconds, "warmup_seconds": warmup, "quick": args.quick,
+                            "latency_max_rate": args.latency_max_rate,
+                            "latency_max_mbps": args.latency_max_mbps},
                "environment": environment(ctx), "rows": []}
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
@@ -284,12 +291,16 @@ def main():
                           f"{r['cpu_per_million']:6.2f} CPU s/1M {r['rss_mib']:7.1f} MiB", flush=True)
                 eos = next((r for r in rows if r["contender"] == "exactly-eos"), None)
                 if eos and not args.no_latency:
-                    half = eos["rate"] / 2
+                    # Half of exactly's maximum, within what this machine can
+                    # offer and take back at once: the generator, the probe and
+                    # the broker share its cores with the contender.
+                    half = min(eos["rate"] / 2, args.latency_max_rate, args.latency_max_mbps * 1e6 / size)
                     for r in rows:
                         c = next(c for c in chosen if c.name == r["contender"])
                         if not c.latency:
                             continue
                         r["latency"] = latency_run(ctx, c, size, mode, half, seconds, warmup)
+                        r["latency"]["half_of_max"] = eos["rate"] / 2
                         lat = r["latency"]
                         print(f"{size:>5} B {mode:<11} {c.name:<13} at {half:,.0f} rec/s: p50 {lat['p50_ms']:.0f} ms "
                               f"p99 {lat['p99_ms']:.0f} ms ({lat['received']:,} of {lat['sent']:,} arrived)",

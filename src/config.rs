@@ -218,7 +218,7 @@ impl Default for ProcessingSettings {
         ProcessingSettings {
             guarantee: Guarantee::ExactlyOnce,
             commit_interval_ms: 100,
-            max_batch_records: 10_000,
+            max_batch_records: 100_000,
             max_batch_bytes: 16 * 1024 * 1024,
             workers: 1,
             shutdown_timeout_ms: 8_000,

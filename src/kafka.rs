@@ -21,6 +21,16 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     // A replica joining or leaving moves only the partitions that change
     // owner; the others keep flowing.
     ("partition.assignment.strategy", "cooperative-sticky"),
+    // Memory and flow, measured with bench/ (docs/tuning.md): librdkafka
+    // prefetches into a local queue. Its defaults (64 MB, 100,000 records,
+    // 1 MB per partition and fetch) cost more memory than a transaction of
+    // `max_batch_records` needs, and once the queue is over its threshold the
+    // next fetch waits `fetch.queue.backoff.ms` (1 s by default), which
+    // stalled the pipeline for up to a second at a time.
+    ("queued.max.messages.kbytes", "4096"),
+    ("queued.min.messages", "10000"),
+    ("max.partition.fetch.bytes", "262144"),
+    ("fetch.queue.backoff.ms", "5"),
 ];
 
 /// Defaults for the producer that users may override in `[kafka.producer]`.
