@@ -17,7 +17,16 @@ struct Run {
 /// Streams records while a daemon is killed with SIGKILL in the middle of a
 /// transaction — once at least `open` consumed records are not committed
 /// yet — then restarted under the same transactional id.
-fn kill_and_restart(guarantee: &'static str, commit_interval_ms: u64, open: f64) -> Run {
+/// Kills the daemon once `open` consumed records wait for their commit. `open`
+/// must stay below `max_batch` so that the kill lands inside a transaction,
+/// not at its (quick) commit.
+fn kill_and_restart(
+    guarantee: &'static str,
+    commit_interval_ms: u64,
+    max_batch: usize,
+    open: f64,
+) -> Run {
+    assert!(open < max_batch as f64);
     let Pipeline {
         input: input_topic,
         output: output_topic,
@@ -29,6 +38,7 @@ fn kill_and_restart(guarantee: &'static str, commit_interval_ms: u64, open: f64)
     let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
     cfg.guarantee = guarantee;
     cfg.commit_interval_ms = commit_interval_ms;
+    cfg.max_batch_records = max_batch;
     let mut first = Daemon::start(&cfg);
     first.wait_ready();
     first.wait_produced(5_000.0);
@@ -68,7 +78,7 @@ fn kill_and_restart(guarantee: &'static str, commit_interval_ms: u64, open: f64)
 
 #[test]
 fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
-    let run = kill_and_restart("exactly_once", 100, 300.0);
+    let run = kill_and_restart("exactly_once", 100, 2_000, 300.0);
     let a = audit(&run.input, &run.output);
     eprintln!(
         "exactly_once: {a:?}; read_uncommitted sees {} records, read_committed {}",
@@ -83,7 +93,7 @@ fn kill_9_mid_stream_then_restart_loses_and_duplicates_nothing() {
 fn kill_9_in_at_least_once_mode_duplicates_records() {
     // Longer batches: the kill lands among acknowledged outputs whose offsets
     // are not committed yet.
-    let run = kill_and_restart("at_least_once", 1_000, 2_000.0);
+    let run = kill_and_restart("at_least_once", 1_000, 20_000, 2_000.0);
     let a = audit(&run.input, &run.output);
     eprintln!("at_least_once: {a:?}");
     assert_eq!(a.missing, 0, "at_least_once must not lose records: {a:?}");

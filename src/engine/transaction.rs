@@ -369,16 +369,18 @@ impl Output {
     /// librdkafka to send now and looks again every `FLUSH_TICK`.
     fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         let deadline = Instant::now() + timeout;
-        loop {
-            match self.producer.flush(Duration::ZERO) {
-                Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut))
-                    if Instant::now() < deadline =>
-                {
-                    self.producer.poll(FLUSH_TICK);
-                }
-                done => return done,
-            }
+        // Once: wakes the broker threads to send what lingers.
+        match self.producer.flush(Duration::ZERO) {
+            Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut)) => {}
+            done => return done,
         }
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+            }
+            self.producer.poll(FLUSH_TICK);
+        }
+        Ok(())
     }
 
     fn with_delivery_cause(&self, failure: TxnFailure) -> TxnFailure {
