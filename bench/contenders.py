@@ -19,6 +19,8 @@ class Contender:
     guarantee = "exactly_once"
     modes = ("passthrough", "map")
     latency = True
+    # Consumers the contender puts in its group: the latency run waits for all.
+    members = 1
 
     def start(self, ctx, inp, out, group, mode):
         raise NotImplementedError
@@ -28,6 +30,7 @@ class Exactly(Contender):
     def __init__(self, guarantee, workers=1):
         self.guarantee = guarantee
         self.workers = workers
+        self.members = workers
         self.name = "exactly-" + ("eos" if guarantee == "exactly_once" else "alo")
         if workers > 1:
             self.name += f"-w{workers}"

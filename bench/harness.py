@@ -111,12 +111,12 @@ def committed_total(bootstrap, group, topic):
         c.close()
 
 
-def assigned(ctx, group):
-    """Partitions the group's members hold, when the group is stable; else 0."""
+def settled(ctx, group, members):
+    """Whether the group is stable with `members` members holding every partition."""
     desc = ctx.admin.describe_consumer_groups([group])[group].result(timeout=10)
-    if desc.state.name != "STABLE":
-        return 0
-    return sum(len(m.assignment.topic_partitions) for m in desc.members if m.assignment)
+    if desc.state.name != "STABLE" or len(desc.members) < members:
+        return False
+    return sum(len(m.assignment.topic_partitions) for m in desc.members if m.assignment) >= PARTITIONS
 
 
 def stop(proc):
@@ -185,7 +185,7 @@ def latency_run(ctx, contender, size, mode, rate, seconds, warmup):
     probe = None
     try:
         deadline = time.monotonic() + 120
-        while assigned(ctx, group) < PARTITIONS:
+        while not settled(ctx, group, contender.members):
             check_alive(proc, contender, ctx, group)
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{contender.name}: group {group} not stable with all partitions in 120 s")
