@@ -27,6 +27,7 @@ Results: bench/out/results.json always; bench/RESULTS.md and bench/results.png i
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import signal
@@ -37,7 +38,7 @@ import tempfile
 import time
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import contenders
@@ -101,14 +102,17 @@ class Ctx:
             time.sleep(0.1)  # polling an outside condition
 
 
-def committed_total(bootstrap, group, topic):
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+def committed_total(ctx, group, topic):
+    """The group's committed offsets on `topic`, summed; None when the broker
+    does not answer in time (a busy machine): the caller samples again."""
+    tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
     try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        got = c.committed(tps, timeout=10)
-        return sum(max(tp.offset, 0) for tp in got)
-    finally:
-        c.close()
+        fut = ctx.admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)])[group]
+        got = fut.result(timeout=15).topic_partitions
+    except (KafkaException, TimeoutError, concurrent.futures.TimeoutError) as e:
+        print(f"  (committed offsets of {group}: {e}; sampling again)", flush=True)
+        return None
+    return sum(max(tp.offset, 0) for tp in got)
 
 
 def settled(ctx, group, members):
@@ -153,8 +157,12 @@ def throughput_run(ctx, contender, inp, n, mode):
             exited = proc.poll()
             if exited not in (None, 0):
                 raise RuntimeError(f"{contender.name} exited with {exited}; see {ctx.workdir}/{group}.log")
-            done = committed_total(ctx.bootstrap, group, inp)
+            done = committed_total(ctx, group, inp)
             now = time.monotonic()
+            if done is None:
+                if now > deadline:
+                    raise RuntimeError(f"{contender.name}: no committed offsets for 30 min")
+                continue
             if t0 is None and done > 0:
                 t0, first = now, done
             if done >= n:
