@@ -100,7 +100,9 @@ def markdown(res, png_name):
         "its only knob), one processing thread, default client settings otherwise. exactly runs "
         "with lineage headers off (the peers write none).",
         f"- Throughput: from the group's first committed offset to committed offsets at the end "
-        f"of the input; median of {s['runs']} run(s). MB/s counts input values.",
+        f"of the input; median of {s['runs']} run(s), interleaved (every contender once, then "
+        f"again), after one unrecorded warm-up run that creates the broker's transaction state "
+        f"topic and warms its JIT. MB/s counts input values.",
         "- CPU: user + system seconds of the processing process (children included) per million "
         "records. RSS: its peak resident set (VmHWM).",
         f"- Latency: empty input, group holding all partitions, then an open-loop generator offers "
