@@ -30,6 +30,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -84,6 +85,14 @@ class Ctx:
         self.kstreams_jar = args.kstreams_jar
         self.quix_python = args.quix_python
         self.admin = None
+
+    def drop(self, *topics):
+        """Deletes topics a run is done with: a full run writes tens of GB."""
+        try:
+            for f in self.admin.delete_topics(list(topics)).values():
+                f.result(timeout=60)
+        except KafkaException as e:
+            print(f"  (could not delete {topics}: {e})", flush=True)
 
     def log(self, name):
         return open(os.path.join(self.workdir, f"{name}.log"), "a")
@@ -183,6 +192,7 @@ def throughput_run(ctx, contender, inp, n, mode):
         return {"rate": rate, "cpu_per_million": cpu / n * 1e6, "rss_mib": rss}
     finally:
         stop(proc)
+        ctx.drop(out)
 
 
 def latency_run(ctx, contender, size, mode, rate, seconds, warmup):
@@ -217,6 +227,7 @@ def latency_run(ctx, contender, size, mode, rate, seconds, warmup):
         if probe is not None:
             probe.close()
         stop(proc)
+        ctx.drop(inp, out)
 
 
 def environment(ctx):
@@ -281,6 +292,7 @@ def main():
                             "latency_max_mbps": args.latency_max_mbps},
                "environment": environment(ctx), "rows": []}
     warmed = False
+    finished = False
     try:
         for size in [int(s) for s in args.sizes.split(",")]:
             inp = ctx.topic(f"in-{size}")
@@ -327,9 +339,15 @@ def main():
                               f"p99 {lat['p99_ms']:.0f} ms ({lat['received']:,} of {lat['sent']:,} arrived)",
                               flush=True)
                 results["rows"].extend(rows)
+            ctx.drop(inp)
+        finished = True
     finally:
         if not args.bootstrap:
             kafka("stop", ctx.broker_dir)
+        if finished:
+            shutil.rmtree(ctx.workdir, ignore_errors=True)
+        else:
+            print(f"logs kept in {ctx.workdir}", flush=True)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "results.json")
     with open(path, "w") as f:
