@@ -23,8 +23,8 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
     ("partition.assignment.strategy", "cooperative-sticky"),
     // Memory and flow, measured with bench/ (docs/tuning.md): librdkafka
     // prefetches into a local queue. Its defaults (64 MB, 100,000 records,
-    // 1 MB per partition and fetch) cost more memory than a transaction of
-    // `max_batch_records` needs, and once the queue is over its threshold the
+    // 1 MB per partition and fetch) made the queue most of the process's
+    // memory without making it faster, and once the queue is over its threshold the
     // next fetch waits `fetch.queue.backoff.ms` (1 s by default), which
     // stalled the pipeline for up to a second at a time.
     ("queued.max.messages.kbytes", "4096"),

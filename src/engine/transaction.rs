@@ -34,8 +34,9 @@ pub enum TxnFailure {
 
 /// How long one librdkafka call may block before it is retried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a flush looks whether the producer's queue has drained.
-const FLUSH_TICK: Duration = Duration::from_millis(1);
+/// How long one wait on the producer's events lasts, while a flush waits for
+/// the queue to drain or a send waits for room in it.
+const POLL_TICK: Duration = Duration::from_millis(1);
 /// How long a retriable call keeps being retried before the worker gives up.
 const RETRY_BUDGET: Duration = Duration::from_secs(60);
 
@@ -268,7 +269,7 @@ impl Output {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     // The producer thread drains the queue as acknowledgements
                     // arrive; wait for one to make room.
-                    self.producer.poll(FLUSH_TICK);
+                    self.producer.poll(POLL_TICK);
                     base = back;
                 }
                 Err((e, _)) => {
@@ -366,7 +367,7 @@ impl Output {
     /// 100 ms, and each slice runs to its end even when the queue drains at
     /// once: every commit would wait 100 ms for nothing, which doubled the
     /// end-to-end latency at `commit_interval_ms = 100`. This one asks
-    /// librdkafka to send now and looks again every `FLUSH_TICK`.
+    /// librdkafka to send now and looks again every `POLL_TICK`.
     fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         let deadline = Instant::now() + timeout;
         // Once: wakes the broker threads to send what lingers.
@@ -378,7 +379,7 @@ impl Output {
             if Instant::now() >= deadline {
                 return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
             }
-            self.producer.poll(FLUSH_TICK);
+            self.producer.poll(POLL_TICK);
         }
         Ok(())
     }
