@@ -1,12 +1,14 @@
 //! jq expressions (through the jaq crates): compiled once at start-up, run
 //! per record with `$key` (string or null) and `$headers` (an object of the
-//! record's UTF-8 headers).
+//! record's UTF-8 headers). Expressions of the reshaping subset run on
+//! [`super::direct`] first, and jaq only when that cannot decide.
 
 use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{data, unwrap_valr, Compiler, Ctx, Native, Vars};
 use jaq_json::Val;
 
-use super::format::text_of;
+use super::direct::{decode_fields, Direct};
+use super::format::{text_of, Format};
 use super::{Record, TransformError};
 
 type Filter = jaq_core::compile::Filter<Native<data::JustLut<Val>>>;
@@ -19,6 +21,9 @@ pub struct Program {
     /// per record costs more than most expressions themselves.
     uses_key: bool,
     uses_headers: bool,
+    /// The same expression for the direct evaluator, when it lies in its
+    /// subset.
+    direct: Option<Direct>,
 }
 
 /// Variables every expression may use.
@@ -89,12 +94,41 @@ impl Program {
             source: code.to_owned(),
             uses_key: code.contains("$key"),
             uses_headers: code.contains("$headers"),
+            direct: Direct::compile(code),
         })
     }
 
     /// The expression's text.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The same program without the direct evaluator: jaq alone.
+    #[cfg(test)]
+    pub(crate) fn jaq_only(mut self) -> Self {
+        self.direct = None;
+        self
+    }
+
+    /// Whether the expression runs on the direct evaluator.
+    pub fn is_direct(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// The record's value as this expression sees it: for a JSON object and
+    /// an expression that reads only some top-level fields, those fields
+    /// alone (the rest is checked to be JSON, not decoded).
+    pub fn decode(&self, format: Format, value: Option<&[u8]>) -> Result<Val, TransformError> {
+        let fields = self.direct.as_ref().and_then(Direct::root_fields);
+        if let (Format::Json, Some(fields), Some(bytes)) = (format, fields, value) {
+            if let Some(v) = std::str::from_utf8(bytes)
+                .ok()
+                .and_then(|text| decode_fields(text, fields))
+            {
+                return Ok(v);
+            }
+        }
+        format.decode(value)
     }
 
     /// Runs the expression on `input` for `record`, collecting its outputs.
@@ -111,7 +145,11 @@ impl Program {
         } else {
             Val::Null
         };
-        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new([key, headers]));
+        let vars = [key, headers];
+        if let Some(v) = self.direct.as_ref().and_then(|n| n.eval(&input, &vars)) {
+            return Ok(vec![v]);
+        }
+        let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new(vars));
         self.filter
             .id
             .run((ctx, input))

@@ -8,10 +8,13 @@
 //!
 //! - [`format`]: json / string / bytes values, decoded only when needed.
 //! - [`jq`]: compiled jq expressions with `$key` and `$headers`.
+//! - [`direct`]: the direct evaluator for jq's reshaping subset, and decoding
+//!   of only the fields an expression reads.
 //! - [`steps`]: filter, map, key, route, headers, explode.
 //! - [`registry`]: step types by name; the chain from configuration.
 
 mod chain;
+pub mod direct;
 pub mod format;
 pub mod jq;
 mod passthrough;

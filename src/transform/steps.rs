@@ -46,7 +46,11 @@ impl Transform for Filter {
             out.push(r);
             return Ok(());
         }
-        let results = self.program.run(input_of(&self.formats, &r)?, &r)?;
+        let results = self.program.run(
+            self.program
+                .decode(self.formats.input, r.value.as_deref())?,
+            &r,
+        )?;
         if results.first().is_some_and(truthy) {
             out.push(r);
         }
@@ -70,7 +74,11 @@ impl Transform for Map {
             out.push(r);
             return Ok(());
         }
-        let results = self.program.run(input_of(&self.formats, &r)?, &r)?;
+        let results = self.program.run(
+            self.program
+                .decode(self.formats.input, r.value.as_deref())?,
+            &r,
+        )?;
         emit_values(r, results, self.formats.output, out)
     }
 }
@@ -111,7 +119,11 @@ impl Transform for Explode {
             out.push(r);
             return Ok(());
         }
-        let results = self.program.run(input_of(&self.formats, &r)?, &r)?;
+        let results = self.program.run(
+            self.program
+                .decode(self.formats.input, r.value.as_deref())?,
+            &r,
+        )?;
         let mut elements = Vec::new();
         for v in results {
             match v {
@@ -148,7 +160,11 @@ impl Transform for Key {
             out.push(r);
             return Ok(());
         }
-        let results = self.program.run(input_of(&self.formats, &r)?, &r)?;
+        let results = self.program.run(
+            self.program
+                .decode(self.formats.input, r.value.as_deref())?,
+            &r,
+        )?;
         r.key = match results.first() {
             None | Some(Val::Null) => None,
             Some(v @ (Val::TStr(..) | Val::BStr(..))) => {
@@ -173,7 +189,11 @@ impl Transform for Route {
         "route"
     }
     fn apply(&mut self, r: Record, out: &mut Vec<Record>) -> Result<(), TransformError> {
-        let results = self.program.run(input_of(&self.formats, &r)?, &r)?;
+        let results = self.program.run(
+            self.program
+                .decode(self.formats.input, r.value.as_deref())?,
+            &r,
+        )?;
         let mut topics: Vec<Option<String>> = Vec::new();
         for v in &results {
             match v {
