@@ -3,8 +3,24 @@ input topic, an output topic and a consumer group. Each start() returns the
 Popen of the processing process; the harness measures it from outside.
 """
 
+import ctypes
 import os
+import signal
 import subprocess
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_harness():
+    """In the child, before exec: SIGTERM when the harness dies, so that a
+    harness killed mid-run does not leave a contender consuming on the machine
+    (it would distort every later measurement)."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def popen(cmd, **kw):
+    return subprocess.Popen(cmd, preexec_fn=_die_with_harness, **kw)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KAFKA = os.path.join(ROOT, "scripts", "kafka.sh")
@@ -56,7 +72,7 @@ workers = {self.workers}
 [http]
 listen = "127.0.0.1:0"
 {chain}""")
-        return subprocess.Popen([EXACTLY, "run", "--config", cfg],
+        return popen([EXACTLY, "run", "--config", cfg],
                                 stdout=subprocess.DEVNULL, stderr=ctx.log(group))
 
 
@@ -71,7 +87,7 @@ class Copier(Contender):
     def start(self, ctx, inp, out, group, mode):
         # One copier per input partition would be the system-test layout; one
         # process with group mode is the fair single-process comparison.
-        return subprocess.Popen(
+        return popen(
             [KAFKA, "tool", ctx.broker_dir, "org.apache.kafka.tools.TransactionalMessageCopier",
              "--broker-list", ctx.bootstrap, "--input-topic", inp, "--output-topic", out,
              # --input-partition is required, and ignored in group mode.
@@ -85,7 +101,7 @@ class KStreams(Contender):
     name = "kstreams-eos"
 
     def start(self, ctx, inp, out, group, mode):
-        return subprocess.Popen(
+        return popen(
             ["java", "-Xmx1g", "-jar", ctx.kstreams_jar, "--bootstrap", ctx.bootstrap, "--input", inp,
              "--output", out, "--application-id", group, "--mode", mode,
              "--commit-interval-ms", str(COMMIT_INTERVAL_MS)],
@@ -96,7 +112,7 @@ class Quix(Contender):
     name = "quix-eos"
 
     def start(self, ctx, inp, out, group, mode):
-        return subprocess.Popen(
+        return popen(
             [ctx.quix_python, os.path.join(ROOT, "bench", "peers", "quix", "peer.py"),
              "--bootstrap", ctx.bootstrap, "--input", inp, "--output", out, "--group", group,
              "--mode", mode, "--commit-interval-ms", str(COMMIT_INTERVAL_MS)],

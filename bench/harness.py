@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark: exactly against the tools people would use instead.
 
-    bench/run.sh [--quick]          (builds exactly and the peers, then runs this file)
+    bench/run.sh [--quick]          (builds exactly, its latency probe and the peers, then runs this file)
 
 Contenders (bench/contenders.py), on one local broker (scripts/kafka.sh), same input, same work:
   exactly-eos   the release binary, guarantee = exactly_once
@@ -16,11 +16,15 @@ For each value size (100 B, 1 KB) and each work (passthrough, map):
     consumer group into a fresh output topic. The clock runs from the group's first committed
     offset to the moment its committed offsets reach the end of the input. Median of --runs.
   - CPU seconds per million records and peak RSS of the processing process (and its children),
-    from /proc, in the same runs.
-  - latency: a fresh, empty input; once the group holds all partitions, an open-loop generator
-    offers half of exactly-eos's measured throughput for --latency-seconds, and a read_committed
-    probe takes arrival time minus the `ts` stamped into each value at send time. The first
-    --warmup-seconds of records are left out. p50/p99 over the rest.
+    from /proc, in the same runs; and the broker's CPU seconds per million records over the same
+    window as the throughput clock (None with --bootstrap: the harness knows no broker pid then).
+  - latency: a fresh, empty input; once the group holds all partitions, the latency probe
+    (bench/latency/main.rs, built as the example `latency-probe`; one process) runs an open-loop
+    generator thread that offers half of exactly-eos's measured throughput (within
+    --latency-max-rate and --latency-max-mbps) for --latency-seconds, and a read_committed
+    consumer thread that takes arrival time minus the `ts` stamped into each value at send time.
+    The first --warmup-seconds of records are left out. p50/p99 over the rest, and how far the
+    generator ever fell behind its schedule.
 
 Results: bench/out/results.json always; bench/RESULTS.md and bench/results.png in full mode
 (bench/report.py).
@@ -46,6 +50,8 @@ import contenders
 import load
 
 ROOT = contenders.ROOT
+# The end-to-end latency generator and probe (bench/latency/main.rs).
+LATENCY_PROBE = os.path.join(ROOT, "target", "release", "examples", "latency-probe")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PARTITIONS = 12
 
@@ -76,12 +82,26 @@ def tree_stats(pid):
     return cpu, rss
 
 
+def proc_cpu(pid):
+    """User + system CPU seconds of process pid (all its threads); None when
+    there is no such process or no pid."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 class Ctx:
     def __init__(self, args):
         self.args = args
         self.workdir = tempfile.mkdtemp(prefix="exactly-harness-")
         self.broker_dir = os.path.join(self.workdir, "kafka")
         self.bootstrap = None
+        self.broker_pid = None  # known when the harness starts the broker itself
         self.kstreams_jar = args.kstreams_jar
         self.quix_python = args.quix_python
         self.admin = None
@@ -124,6 +144,19 @@ def committed_total(ctx, group, topic):
     return sum(max(tp.offset, 0) for tp in got)
 
 
+def coordinator_ready(ctx, group):
+    """Whether the broker's group coordinator answers for `group`. Until it
+    does (a fresh broker still creating or loading __consumer_offsets), a
+    list_consumer_group_offsets answer can carry NOT_COORDINATOR, on which
+    librdkafka's admin client dereferences the consumer group it does not have
+    and the harness dies with a segfault (librdkafka issue 5040)."""
+    try:
+        ctx.admin.describe_consumer_groups([group])[group].result(timeout=10)
+        return True
+    except (KafkaException, TimeoutError, concurrent.futures.TimeoutError):
+        return False
+
+
 def settled(ctx, group, members):
     """Whether the group is stable with `members` members holding every partition."""
     desc = ctx.admin.describe_consumer_groups([group])[group].result(timeout=10)
@@ -141,6 +174,12 @@ def stop(proc):
         proc.wait()
 
 
+def median(values):
+    """The median, or None when any sample is None (a figure not known)."""
+    values = list(values)
+    return None if any(v is None for v in values) else statistics.median(values)
+
+
 def check_alive(proc, contender, ctx, group):
     code = proc.poll()
     if code is not None:
@@ -151,9 +190,11 @@ def throughput_run(ctx, contender, inp, n, mode):
     out = ctx.topic(f"out-{contender.name}")
     group = f"g-{contender.name}-{mode}-{uuid.uuid4().hex[:6]}"
     started = time.monotonic()
+    broker_started = proc_cpu(ctx.broker_pid)
     proc = contender.start(ctx, inp, out, group, mode)
     t0 = None
     stats = (0.0, 0.0)
+    ready = False
     deadline = time.monotonic() + 1800
     try:
         while True:
@@ -166,6 +207,13 @@ def throughput_run(ctx, contender, inp, n, mode):
             exited = proc.poll()
             if exited not in (None, 0):
                 raise RuntimeError(f"{contender.name} exited with {exited}; see {ctx.workdir}/{group}.log")
+            if not ready:
+                ready = coordinator_ready(ctx, group)
+                if not ready:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{contender.name}: no group coordinator for {group} in 30 min")
+                    time.sleep(0.1)  # the sampling period of an outside observer
+                    continue
             done = committed_total(ctx, group, inp)
             now = time.monotonic()
             if done is None:
@@ -174,7 +222,9 @@ def throughput_run(ctx, contender, inp, n, mode):
                 continue
             if t0 is None and done > 0:
                 t0, first = now, done
+                broker_t0 = proc_cpu(ctx.broker_pid)
             if done >= n:
+                broker_end = proc_cpu(ctx.broker_pid)
                 break
             if exited == 0:
                 raise RuntimeError(f"{contender.name} stopped at {done} of {n} records")
@@ -183,13 +233,21 @@ def throughput_run(ctx, contender, inp, n, mode):
             time.sleep(0.1)  # the sampling period of an outside observer
         if now - t0 > 0.5:
             rate = (n - first) / (now - t0)
+            broker_from, records = broker_t0, n - first
         else:
             # Done within one poll (a small quick-mode input): time it from
             # the start of the process instead, start-up included.
             rate = n / (now - started)
+            broker_from, records = broker_started, n
+        # The broker's CPU over the window the rate is measured on: it shares
+        # the machine's cores with the contender.
+        broker = None
+        if broker_from is not None and broker_end is not None:
+            broker = (broker_end - broker_from) / records * 1e6
         sample = tree_stats(proc.pid)
         cpu, rss = sample if sample[0] > 0 else stats
-        return {"rate": rate, "cpu_per_million": cpu / n * 1e6, "rss_mib": rss}
+        return {"rate": rate, "cpu_per_million": cpu / n * 1e6, "rss_mib": rss,
+                "broker_cpu_per_million": broker}
     finally:
         stop(proc)
         ctx.drop(out)
@@ -208,33 +266,51 @@ def latency_run(ctx, contender, size, mode, rate, seconds, warmup):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{contender.name}: group {group} not stable with all partitions in 120 s")
             time.sleep(0.2)  # the sampling period of an outside observer
-        probe = load.Probe(ctx.bootstrap, out, PARTITIONS)
-        begin_ms = time.time() * 1000
-        gen = load.PacedLoad(ctx.bootstrap, inp, size, rate, warmup + seconds)
-        while not gen.done():
-            probe.poll()
-            check_alive(proc, contender, ctx, group)
-        sent = gen.count()
-        drain = time.monotonic() + 30
-        while probe.count < sent and time.monotonic() < drain:
-            probe.poll()
-            check_alive(proc, contender, ctx, group)
-        measured = sorted(lat for ts, lat in probe.latencies if ts >= begin_ms + warmup * 1000)
-        return {"offered": rate, "sent": sent, "received": probe.count,
-                "p50_ms": load.percentile(measured, 0.50), "p99_ms": load.percentile(measured, 0.99),
-                "max_ms": measured[-1] if measured else float("nan")}
+        drain = 30
+        probe = contenders.popen(
+            [LATENCY_PROBE, "--bootstrap", ctx.bootstrap, "--input", inp, "--output", out,
+             "--partitions", str(PARTITIONS), "--size", str(size), "--rate", repr(float(rate)),
+             "--seconds", repr(float(seconds)), "--warmup-seconds", repr(float(warmup)),
+             "--drain-seconds", str(drain)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # The probe ends by itself: load, then drain (its producer's final
+        # flush may take up to 60 s more). Past that it is stuck.
+        limit = warmup + seconds + drain + 90
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                # communicate, not wait: it keeps reading the pipes, so the
+                # probe cannot block on a full one.
+                stdout, stderr = probe.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:
+                check_alive(proc, contender, ctx, group)
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"latency probe still running after {limit:.0f} s") from None
+        if probe.returncode != 0:
+            raise RuntimeError(f"latency probe exited with {probe.returncode}: {stderr.strip()}")
+        lat = json.loads(stdout)
+        # serde_json writes NaN (nothing measured) as null.
+        nan = float("nan")
+        return {"offered": lat["offered"], "sent": lat["sent"], "received": lat["received"],
+                "measured": lat["measured"],
+                "p50_ms": lat["p50_ms"] if lat["p50_ms"] is not None else nan,
+                "p99_ms": lat["p99_ms"] if lat["p99_ms"] is not None else nan,
+                "max_ms": lat["max_ms"] if lat["max_ms"] is not None else nan,
+                "generator_max_lag_ms": lat["generator_max_lag_ms"]}
     finally:
-        if probe is not None:
-            probe.close()
+        if probe is not None and probe.poll() is None:
+            probe.kill()
+            probe.communicate()
         stop(proc)
         ctx.drop(inp, out)
 
 
 def environment(ctx):
-    def out(cmd):
+    def out(cmd, stderr=True):
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=60)
-            return (r.stdout + r.stderr).strip()
+            return (r.stdout + (r.stderr if stderr else "")).strip()
         except OSError:
             return "?"
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
@@ -248,7 +324,11 @@ def environment(ctx):
         "python": sys.version.split()[0],
         "confluent_kafka": f"{confluent_kafka.version()[0]} (librdkafka {confluent_kafka.libversion()[0]})",
         "kafka": "4.1.1 (broker, Kafka Streams, TransactionalMessageCopier)",
-        "peer:quixstreams": out([ctx.quix_python, "-c", "import quixstreams; print(quixstreams.__version__)"]),
+        # Only stdout: quixstreams' import of authlib prints a deprecation
+        # warning on stderr, which -W ignore does not silence (authlib puts
+        # its own "always" filter first).
+        "peer:quixstreams": out([ctx.quix_python, "-W", "ignore", "-c",
+                                 "import quixstreams; print(quixstreams.__version__)"], stderr=False),
     }
 
 
@@ -265,6 +345,9 @@ def main():
     ap.add_argument("--no-latency", action="store_true")
     ap.add_argument("--latency-max-rate", type=float, default=50_000,
                     help="cap on the offered load of the latency runs, records/s (default 50,000)")
+    ap.add_argument("--latency-light-rate", type=float, default=5_000,
+                    help="exactly's two guarantees also run at this light load, records/s "
+                         "(default 5,000; 0 to skip)")
     ap.add_argument("--latency-max-mbps", type=float, default=25,
                     help="cap on the offered load of the latency runs, MB/s of values (default 25)")
     ap.add_argument("--bootstrap", help="use this broker instead of starting one")
@@ -284,12 +367,15 @@ def main():
         ctx.bootstrap = args.bootstrap
     else:
         ctx.bootstrap = kafka("start", ctx.broker_dir, "--owner-pid", str(os.getpid()), capture=True)
+        with open(os.path.join(ctx.broker_dir, "pid")) as f:
+            ctx.broker_pid = int(f.read())
     ctx.admin = AdminClient({"bootstrap.servers": ctx.bootstrap})
     results = {"settings": {"records": n, "runs": runs, "partitions": PARTITIONS,
                             "commit_interval_ms": contenders.COMMIT_INTERVAL_MS,
                             "latency_seconds": seconds, "warmup_seconds": warmup, "quick": args.quick,
                             "latency_max_rate": args.latency_max_rate,
-                            "latency_max_mbps": args.latency_max_mbps},
+                            "latency_max_mbps": args.latency_max_mbps,
+                            "latency_light_rate": args.latency_light_rate},
                "environment": environment(ctx), "rows": []}
     warmed = False
     finished = False
@@ -316,12 +402,14 @@ def main():
                         runs_of[c.name].append(throughput_run(ctx, c, inp, n, mode))
                 for c in here:
                     samples = runs_of[c.name]
-                    r = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
+                    r = {k: median(s[k] for s in samples) for k in samples[0]}
                     r.update(contender=c.name, size=size, mode=mode, mb_s=r["rate"] * size / 1e6,
                              samples=samples)
                     rows.append(r)
+                    broker = r["broker_cpu_per_million"]
                     print(f"{size:>5} B {mode:<11} {c.name:<13} {r['rate']:>10,.0f} rec/s {r['mb_s']:6.1f} MB/s "
-                          f"{r['cpu_per_million']:6.2f} CPU s/1M {r['rss_mib']:7.1f} MiB", flush=True)
+                          f"{r['cpu_per_million']:6.2f} CPU s/1M {r['rss_mib']:7.1f} MiB "
+                          f"broker {'–' if broker is None else f'{broker:.2f}'} CPU s/1M", flush=True)
                 eos = next((r for r in rows if r["contender"] == "exactly-eos"), None)
                 if eos and not args.no_latency:
                     # Half of exactly's maximum, within what this machine can
@@ -336,8 +424,16 @@ def main():
                         r["latency"]["half_of_max"] = eos["rate"] / 2
                         lat = r["latency"]
                         print(f"{size:>5} B {mode:<11} {c.name:<13} at {half:,.0f} rec/s: p50 {lat['p50_ms']:.0f} ms "
-                              f"p99 {lat['p99_ms']:.0f} ms ({lat['received']:,} of {lat['sent']:,} arrived)",
-                              flush=True)
+                              f"p99 {lat['p99_ms']:.0f} ms ({lat['received']:,} of {lat['sent']:,} arrived; "
+                              f"generator at most {lat['generator_max_lag_ms']:.0f} ms behind)", flush=True)
+                        if args.latency_light_rate and r["contender"] in ("exactly-eos", "exactly-alo"):
+                            # The same at a load the machine carries easily:
+                            # what exactly itself adds (its commit cadence),
+                            # apart from a saturated machine's queueing.
+                            light = latency_run(ctx, c, size, mode, args.latency_light_rate, seconds, warmup)
+                            r["latency_light"] = light
+                            print(f"{size:>5} B {mode:<11} {c.name:<13} at {args.latency_light_rate:,.0f} rec/s: "
+                                  f"p50 {light['p50_ms']:.0f} ms p99 {light['p99_ms']:.0f} ms", flush=True)
                 results["rows"].extend(rows)
             ctx.drop(inp)
         finished = True

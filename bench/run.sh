@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The side-by-side benchmark (issue 5): builds exactly (release) and the
-# peers, runs bench/harness.py with the Quix venv's Python (it has
-# confluent-kafka), then bench/report.py.
+# The side-by-side benchmark (issue 5): builds exactly (release), its
+# latency probe and the peers, runs bench/harness.py with the Quix venv's
+# Python (it has confluent-kafka), then bench/report.py.
 #
 #   bench/run.sh            full mode: 1,000,000 records, 100 B and 1 KB, 3 runs each
 #                           -> bench/RESULTS.md and bench/results.png
@@ -11,6 +11,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 cargo build --release --quiet
+# The latency runs' generator and read_committed probe (bench/latency/main.rs).
+cargo build --release --quiet --example latency-probe
 scripts/kafka.sh fetch >/dev/null
 jar=$(bench/peers/kafka-streams/build.sh)
 python=$(bench/peers/quix/setup.sh)

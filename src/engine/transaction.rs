@@ -294,21 +294,31 @@ impl Output {
                 let metadata = consumer.group_metadata().ok_or_else(|| {
                     TxnFailure::Abortable("the consumer has no group metadata yet".to_owned())
                 })?;
+                let started = Instant::now();
                 if offsets.count() > 0 {
                     retry("send_offsets_to_transaction", stop, || {
                         self.producer
                             .send_offsets_to_transaction(offsets, &metadata, CALL_TIMEOUT)
                     })?;
                 }
+                let offsets_sent = Instant::now();
                 // commit_transaction flushes too, but through rust-rdkafka's
                 // flush (see `flush`): flushing here first makes its own a
                 // no-op.
                 retry("flush", stop, || self.flush(CALL_TIMEOUT))
                     .map_err(|f| self.with_delivery_cause(f))?;
+                let flushed = Instant::now();
                 retry("commit_transaction", stop, || {
                     self.producer.commit_transaction(CALL_TIMEOUT)
                 })
-                .map_err(|f| self.with_delivery_cause(f))
+                .map_err(|f| self.with_delivery_cause(f))?;
+                tracing::trace!(
+                    send_offsets = ?(offsets_sent - started),
+                    flush = ?(flushed - offsets_sent),
+                    end_transaction = ?flushed.elapsed(),
+                    "commit phases"
+                );
+                Ok(())
             }
             Guarantee::AtLeastOnce => {
                 retry("flush", stop, || self.flush(CALL_TIMEOUT))?;
