@@ -26,6 +26,11 @@ fn input_of(f: &Formats, r: &Record) -> Result<Val, TransformError> {
     f.input.decode(r.value.as_deref())
 }
 
+/// Runs `program` on the record's value, decoded as far as it needs.
+fn run_on(program: &Program, f: &Formats, r: &Record) -> Result<Vec<Val>, TransformError> {
+    program.run(program.decode(f.input, r.value.as_deref())?, r)
+}
+
 fn truthy(v: &Val) -> bool {
     !matches!(v, Val::Null | Val::Bool(false))
 }
@@ -46,11 +51,7 @@ impl Transform for Filter {
             out.push(r);
             return Ok(());
         }
-        let results = self.program.run(
-            self.program
-                .decode(self.formats.input, r.value.as_deref())?,
-            &r,
-        )?;
+        let results = run_on(&self.program, &self.formats, &r)?;
         if results.first().is_some_and(truthy) {
             out.push(r);
         }
@@ -74,11 +75,7 @@ impl Transform for Map {
             out.push(r);
             return Ok(());
         }
-        let results = self.program.run(
-            self.program
-                .decode(self.formats.input, r.value.as_deref())?,
-            &r,
-        )?;
+        let results = run_on(&self.program, &self.formats, &r)?;
         emit_values(r, results, self.formats.output, out)
     }
 }
@@ -119,11 +116,7 @@ impl Transform for Explode {
             out.push(r);
             return Ok(());
         }
-        let results = self.program.run(
-            self.program
-                .decode(self.formats.input, r.value.as_deref())?,
-            &r,
-        )?;
+        let results = run_on(&self.program, &self.formats, &r)?;
         let mut elements = Vec::new();
         for v in results {
             match v {
@@ -160,11 +153,7 @@ impl Transform for Key {
             out.push(r);
             return Ok(());
         }
-        let results = self.program.run(
-            self.program
-                .decode(self.formats.input, r.value.as_deref())?,
-            &r,
-        )?;
+        let results = run_on(&self.program, &self.formats, &r)?;
         r.key = match results.first() {
             None | Some(Val::Null) => None,
             Some(v @ (Val::TStr(..) | Val::BStr(..))) => {
@@ -189,11 +178,7 @@ impl Transform for Route {
         "route"
     }
     fn apply(&mut self, r: Record, out: &mut Vec<Record>) -> Result<(), TransformError> {
-        let results = self.program.run(
-            self.program
-                .decode(self.formats.input, r.value.as_deref())?,
-            &r,
-        )?;
+        let results = run_on(&self.program, &self.formats, &r)?;
         let mut topics: Vec<Option<String>> = Vec::new();
         for v in &results {
             match v {

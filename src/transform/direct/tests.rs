@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::transform::jq::Program;
-use crate::transform::{Header, Record};
+use crate::transform::{Format, Header, Record};
 
 const SUBSET: &[&str] = &[
     "{id: .id, ts: .ts, total: (.price * .qty), customer: .customer.id}",
@@ -90,8 +90,6 @@ fn outcome(p: &Program, r: &Record) -> Result<Vec<String>, String> {
         .map(|vs| vs.iter().map(|v| v.to_string()).collect())
         .map_err(|e| e.to_string())
 }
-
-use crate::transform::Format;
 
 #[test]
 fn the_subset_runs_directly_and_the_rest_on_jaq() {
