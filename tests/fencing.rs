@@ -1,9 +1,15 @@
 //! Rule 6 of the contract: a producer fenced by a newer instance with the
 //! same transactional id stops its process with a non-zero exit and the
 //! cause; the newer instance carries on, and the output stays exactly once.
+//! The same holds for the consumer: a static member fenced by another with
+//! its `group.instance.id` cannot consume again, so the process exits.
 
 mod support;
 
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 use support::*;
 
 #[test]
@@ -36,5 +42,67 @@ fn a_fenced_replica_exits_1_naming_the_cause_and_nothing_is_duplicated() {
     wait_caught_up(&group, &input_topic, &mut [&mut new]);
     let a = audit(&input, &read_all(&output_topic, "read_committed"));
     assert!(a.is_exactly_once(), "{a:?}");
+    assert_eq!(a.order_violations, 0, "{a:?}");
+}
+
+#[test]
+fn a_replica_whose_consumer_is_fenced_exits_1_and_a_restart_keeps_exactly_once() {
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("consumer-fence", 4, 4);
+    let input = input_records(20_000, 31);
+    let writer = produce_paced(&input_topic, input.clone(), 8_000);
+
+    let txn_id = unique("static");
+    let cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &txn_id);
+    let mut daemon = Daemon::start(&cfg);
+    daemon.wait_produced(2_000.0);
+
+    // A plain consumer joins with the daemon's group.instance.id (its
+    // transactional id): the coordinator hands the static member's place to
+    // it, and the daemon's consumer is fenced at its next heartbeat, the
+    // way librdkafka fences itself after a session timeout. No producer
+    // shares the id, so only the consumer side can notice.
+    let interloper: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker().bootstrap)
+        .set("group.id", &group)
+        .set("group.instance.id", &txn_id)
+        // The group's protocol: another would be refused as inconsistent.
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    interloper.subscribe(&[input_topic.as_str()]).unwrap();
+    let mut polled = 0;
+    let mut errors = Vec::new();
+    wait_until("the fenced daemon to exit", || {
+        // Polling keeps the interloper in the group (and drives its join).
+        match interloper.poll(Duration::from_millis(50)) {
+            Some(Ok(_)) => polled += 1,
+            Some(Err(e)) => errors.push(e.to_string()),
+            None => {}
+        }
+        assert!(errors.len() < 100, "the interloper failed: {errors:?}");
+        daemon.exited().is_some()
+    });
+    let status = daemon.wait_exit();
+    let log = daemon.log_text();
+    assert_eq!(status.code(), Some(1), "fenced consumer exit:\n{log}");
+    assert!(
+        log.contains("the consumer failed fatally") && log.contains("group.instance.id"),
+        "the cause is named:\n{log}"
+    );
+    // Static members do not leave on close: the restarted daemon takes the
+    // place back under the same id, and aborts whatever the old one left open.
+    drop(interloper);
+
+    let mut restarted = Daemon::start(&cfg);
+    writer.join().unwrap();
+    wait_caught_up(&group, &input_topic, &mut [&mut restarted]);
+    let a = audit(&input, &read_all(&output_topic, "read_committed"));
+    assert!(a.is_exactly_once(), "{a:?} (interloper polled {polled})");
     assert_eq!(a.order_violations, 0, "{a:?}");
 }

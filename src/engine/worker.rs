@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::ThreadedProducer;
 use rdkafka::Message;
@@ -281,6 +282,13 @@ impl Loop<'_> {
             match polled {
                 None => {}
                 Some(Ok(msg)) => self.process(&msg)?,
+                Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
+                    // The consumer will never consume again (librdkafka
+                    // stops it); staying up would hold the replica's place
+                    // doing nothing. The open transaction is aborted on the
+                    // way out and the orchestrator starts a fresh process.
+                    return Err(consumer_fatal(self.index, code));
+                }
                 Some(Err(e)) => {
                     // Consumer errors (broker down, topic gone) are reported
                     // here; librdkafka keeps retrying underneath.
@@ -667,6 +675,20 @@ impl Loop<'_> {
         );
         Ok(())
     }
+}
+
+/// The error a worker stops with when its consumer failed fatally, naming
+/// the likely cause for the one fatal consumer error librdkafka has.
+fn consumer_fatal(index: usize, code: RDKafkaErrorCode) -> anyhow::Error {
+    let hint = if code == RDKafkaErrorCode::FencedInstanceId {
+        "; another consumer joined with this replica's group.instance.id (its transactional_id): \
+         either two replicas share a transactional_id, or this one rejoined after its session \
+         timed out while the group coordinator was unreachable (librdkafka then fences itself). \
+         A restart rejoins cleanly"
+    } else {
+        ""
+    };
+    anyhow!("worker {index}: the consumer failed fatally ({code:?}: {code}){hint}")
 }
 
 /// Copies an input record into the chain's owned form.
