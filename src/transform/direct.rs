@@ -19,8 +19,11 @@
 //!
 //! [`Direct::root_fields`] names the top-level fields an expression can see
 //! when it reads the input only through paths like `.a.b`: a JSON object is
-//! then decoded into those fields alone (see [`decode_fields`]); the rest is
-//! still checked to be JSON, so a malformed record fails as before.
+//! then decoded into those fields alone, one slot each, without building an
+//! object (see [`decode_fields`]); the rest is still checked to be JSON, so
+//! a malformed record fails as before. An object expression with distinct
+//! keys is written as JSON text directly ([`Direct::eval_json`]), without
+//! building its map either.
 
 use std::fmt;
 
@@ -43,6 +46,14 @@ enum Expr {
     Var(usize),
     /// `base.k1.k2…` with literal indices.
     Path(Box<Expr>, Vec<Val>),
+    /// `.name.k2…` read from the input's top level: `slot` is the field's
+    /// place among [`Direct::root_fields`] when the input comes as
+    /// [`Input::Fields`]; `name` indexes a whole input.
+    Field {
+        slot: usize,
+        name: Val,
+        rest: Vec<Val>,
+    },
     /// `{k: e, …}`, in order.
     Obj(Vec<(Val, Expr)>),
     Neg(Box<Expr>),
@@ -60,6 +71,34 @@ enum Expr {
 pub struct Direct {
     expr: Expr,
     root_fields: Option<Vec<String>>,
+    /// For an object expression with distinct literal keys, each entry's
+    /// key as JSON text followed by `:`: such an object is written as JSON
+    /// directly, without building it.
+    object_keys: Option<Vec<Vec<u8>>>,
+}
+
+/// The input of an expression: a whole value, or, for an expression with
+/// [`Direct::root_fields`], just those fields of a JSON object, in that
+/// order (null where absent), as [`decode_fields`] reads them.
+pub enum Input {
+    Whole(Val),
+    Fields(Vec<Val>),
+}
+
+/// A borrowed [`Input`].
+#[derive(Clone, Copy)]
+enum In<'a> {
+    Whole(&'a Val),
+    Fields(&'a [Val]),
+}
+
+impl<'a> From<&'a Input> for In<'a> {
+    fn from(i: &'a Input) -> Self {
+        match i {
+            Input::Whole(v) => In::Whole(v),
+            Input::Fields(f) => In::Fields(f),
+        }
+    }
 }
 
 impl fmt::Debug for Direct {
@@ -75,19 +114,71 @@ impl Direct {
     /// runs it). `code` must already have compiled with jaq.
     pub fn compile(code: &str) -> Option<Direct> {
         let term = jaq_core::load::parse(code, |p| p.term())?;
-        let expr = lower(&term)?;
+        let mut expr = lower(&term)?;
         let mut fields = Some(Vec::new());
         root_fields(&expr, true, &mut fields);
+        if let Some(list) = &fields {
+            expr = resolve(expr, true, list);
+        }
+        let object_keys = match &expr {
+            Expr::Obj(entries) => {
+                let keys: Vec<&Val> = entries.iter().map(|(k, _)| k).collect();
+                let distinct = keys.iter().enumerate().all(|(i, k)| !keys[..i].contains(k));
+                distinct.then(|| {
+                    keys.iter()
+                        .map(|k| {
+                            let mut text = Vec::new();
+                            super::format::write_json(&mut text, k);
+                            text.push(b':');
+                            text
+                        })
+                        .collect()
+                })
+            }
+            _ => None,
+        };
         Some(Direct {
             expr,
             root_fields: fields,
+            object_keys,
         })
     }
 
     /// The one result for `input`, with `$key` and `$headers` as `vars`;
     /// `None` when jaq must decide (an error).
-    pub fn eval(&self, input: &Val, vars: &[Val; 2]) -> Option<Val> {
-        eval(&self.expr, input, vars)
+    pub fn eval(&self, input: &Input, vars: &[Val; 2]) -> Option<Val> {
+        eval(&self.expr, input.into(), vars)
+    }
+
+    /// The one result as JSON text appended to `out` (`None`, with `out`
+    /// as it was, when jaq must decide); a null result appends nothing and
+    /// answers `Some(false)`, since a null value is a tombstone. The same
+    /// bytes as writing [`Direct::eval`]'s result, without building an
+    /// object expression's map.
+    pub fn eval_json(&self, input: &Input, vars: &[Val; 2], out: &mut Vec<u8>) -> Option<bool> {
+        let (Expr::Obj(entries), Some(keys)) = (&self.expr, &self.object_keys) else {
+            let v = self.eval(input, vars)?;
+            if matches!(v, Val::Null) {
+                return Some(false);
+            }
+            super::format::write_json(out, &v);
+            return Some(true);
+        };
+        let start = out.len();
+        out.push(b'{');
+        for (i, ((_, e), key)) in entries.iter().zip(keys).enumerate() {
+            let Some(v) = eval(e, input.into(), vars) else {
+                out.truncate(start);
+                return None;
+            };
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(key);
+            super::format::write_json(out, &v);
+        }
+        out.push(b'}');
+        Some(true)
     }
 
     /// The top-level fields of the input the expression can observe, when it
@@ -177,7 +268,7 @@ fn lower(term: &Term<&str>) -> Option<Expr> {
 fn root_fields(e: &Expr, at_root: bool, fields: &mut Option<Vec<String>>) {
     match e {
         Expr::Id if at_root => *fields = None,
-        Expr::Id | Expr::Lit(_) | Expr::Var(_) => {}
+        Expr::Id | Expr::Lit(_) | Expr::Var(_) | Expr::Field { .. } => {}
         Expr::Path(base, keys) if at_root && matches!(**base, Expr::Id) => {
             match (keys.first(), fields.as_mut()) {
                 (Some(k @ (Val::TStr(_) | Val::BStr(_))), Some(list)) => {
@@ -209,18 +300,65 @@ fn root_fields(e: &Expr, at_root: bool, fields: &mut Option<Vec<String>>) {
     }
 }
 
-fn eval(e: &Expr, input: &Val, vars: &[Val; 2]) -> Option<Val> {
+/// Turns the paths [`root_fields`] collected into [`Expr::Field`]s, walking
+/// `e` as it did; `. | r` becomes `r`.
+fn resolve(e: Expr, at_root: bool, fields: &[String]) -> Expr {
+    let r = |x: Box<Expr>| Box::new(resolve(*x, at_root, fields));
+    match e {
+        Expr::Path(base, mut keys) if at_root && matches!(*base, Expr::Id) => {
+            let name = keys.remove(0);
+            let text = super::format::text_of(&name);
+            let slot = fields
+                .iter()
+                .position(|f| *f == text)
+                .expect("root_fields collected every top-level path");
+            Expr::Field {
+                slot,
+                name,
+                rest: keys,
+            }
+        }
+        Expr::Path(base, keys) => Expr::Path(r(base), keys),
+        Expr::Neg(x) => Expr::Neg(r(x)),
+        Expr::Obj(entries) => Expr::Obj(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k, resolve(v, at_root, fields)))
+                .collect(),
+        ),
+        Expr::Math(a, op, b) => Expr::Math(r(a), op, r(b)),
+        Expr::Cmp(a, op, b) => Expr::Cmp(r(a), op, r(b)),
+        Expr::Logic(a, stop, b) => Expr::Logic(r(a), stop, r(b)),
+        Expr::Alt(a, b) => Expr::Alt(r(a), r(b)),
+        Expr::Pipe(a, b) if matches!(*a, Expr::Id) => resolve(*b, at_root, fields),
+        Expr::Pipe(a, b) => Expr::Pipe(r(a), b),
+        other => other,
+    }
+}
+
+/// `v.k1.k2…`
+fn index_path(mut v: Val, keys: &[Val]) -> Option<Val> {
+    for k in keys {
+        v = v.index(k).ok()?;
+    }
+    Some(v)
+}
+
+fn eval(e: &Expr, input: In<'_>, vars: &[Val; 2]) -> Option<Val> {
     Some(match e {
-        Expr::Id => input.clone(),
+        Expr::Id => match input {
+            In::Whole(v) => v.clone(),
+            // Not produced by `resolve`: an expression that sees the whole
+            // input has no root fields.
+            In::Fields(_) => return None,
+        },
         Expr::Lit(v) => v.clone(),
         Expr::Var(i) => vars[*i].clone(),
-        Expr::Path(base, keys) => {
-            let mut v = eval(base, input, vars)?;
-            for k in keys {
-                v = v.index(k).ok()?;
-            }
-            v
-        }
+        Expr::Path(base, keys) => index_path(eval(base, input, vars)?, keys)?,
+        Expr::Field { slot, name, rest } => match input {
+            In::Fields(fields) => index_path(fields.get(*slot)?.clone(), rest)?,
+            In::Whole(v) => index_path(v.clone().index(name).ok()?, rest)?,
+        },
         Expr::Obj(entries) => {
             let mut map =
                 jaq_json::Map::with_capacity_and_hasher(entries.len(), Default::default());
@@ -247,15 +385,15 @@ fn eval(e: &Expr, input: &Val, vars: &[Val; 2]) -> Option<Val> {
                 eval(r, input, vars)?
             }
         }
-        Expr::Pipe(l, r) => eval(r, &eval(l, input, vars)?, vars)?,
+        Expr::Pipe(l, r) => eval(r, In::Whole(&eval(l, input, vars)?), vars)?,
     })
 }
 
-/// Decodes a JSON object into the named top-level fields only; `None` when
-/// `text` is not a JSON object (the caller then decodes it whole, which
-/// reports what is wrong). Keys repeat as in a full decode: the last value
-/// wins, at the first one's place.
-pub fn decode_fields(text: &str, fields: &[String]) -> Option<Val> {
+/// Decodes a JSON object into the named top-level fields only, in their
+/// order, null for those absent; `None` when `text` is not a JSON object
+/// (the caller then decodes it whole, which reports what is wrong). A
+/// repeated key keeps its last value, as in a full decode.
+pub fn decode_fields(text: &str, fields: &[String]) -> Option<Vec<Val>> {
     let mut de = serde_json::Deserializer::from_str(text);
     let v = de.deserialize_map(Pick(fields)).ok()?;
     de.end().ok()?;
@@ -265,26 +403,23 @@ pub fn decode_fields(text: &str, fields: &[String]) -> Option<Val> {
 struct Pick<'f>(&'f [String]);
 
 impl<'de> Visitor<'de> for Pick<'_> {
-    type Value = Val;
+    type Value = Vec<Val>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Val, A::Error> {
-        let mut obj = jaq_json::Map::with_capacity_and_hasher(self.0.len(), Default::default());
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Vec<Val>, A::Error> {
+        let mut slots = vec![Val::Null; self.0.len()];
         while let Some(at) = map.next_key_seed(FieldIndex(self.0))? {
             match at {
-                Some(i) => {
-                    let v: Val = map.next_value()?;
-                    obj.insert(Val::from(self.0[i].clone()), v);
-                }
+                Some(i) => slots[i] = map.next_value()?,
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Val::obj(obj))
+        Ok(slots)
     }
 }
 

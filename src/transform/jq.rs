@@ -7,7 +7,7 @@ use jaq_core::load::{Arena, File, Loader};
 use jaq_core::{data, unwrap_valr, Compiler, Ctx, Native, Vars};
 use jaq_json::Val;
 
-use super::direct::{decode_fields, Direct};
+use super::direct::{decode_fields, Direct, Input};
 use super::format::{text_of, Format};
 use super::{Record, TransformError};
 
@@ -118,21 +118,22 @@ impl Program {
     /// The record's value as this expression sees it: for a JSON object and
     /// an expression that reads only some top-level fields, those fields
     /// alone (the rest is checked to be JSON, not decoded).
-    pub fn decode(&self, format: Format, value: Option<&[u8]>) -> Result<Val, TransformError> {
+    pub fn decode(&self, format: Format, value: Option<&[u8]>) -> Result<Input, TransformError> {
         let fields = self.direct.as_ref().and_then(Direct::root_fields);
         if let (Format::Json, Some(fields), Some(bytes)) = (format, fields, value) {
             if let Some(v) = std::str::from_utf8(bytes)
                 .ok()
                 .and_then(|text| decode_fields(text, fields))
             {
-                return Ok(v);
+                return Ok(Input::Fields(v));
             }
         }
-        format.decode(value)
+        format.decode(value).map(Input::Whole)
     }
 
-    /// Runs the expression on `input` for `record`, collecting its outputs.
-    pub fn run(&self, input: Val, record: &Record) -> Result<Vec<Val>, TransformError> {
+    /// `$key` and `$headers` for `record`, built only when the expression
+    /// uses them.
+    fn vars(&self, record: &Record) -> [Val; 2] {
         let key = match record.key.as_deref() {
             Some(k) if self.uses_key => match std::str::from_utf8(k) {
                 Ok(s) => Val::from(s.to_owned()),
@@ -145,10 +146,30 @@ impl Program {
         } else {
             Val::Null
         };
-        let vars = [key, headers];
+        [key, headers]
+    }
+
+    /// The record's new JSON value, when the direct evaluator decides it:
+    /// `Some(None)` for a null result (a tombstone). `None` leaves the
+    /// record to [`Program::run`].
+    pub fn run_to_json(&self, input: &Input, record: &Record) -> Option<Option<Vec<u8>>> {
+        let direct = self.direct.as_ref()?;
+        let mut out = Vec::with_capacity(record.value.as_ref().map_or(64, |v| v.len()));
+        let written = direct.eval_json(input, &self.vars(record), &mut out)?;
+        Some(written.then_some(out))
+    }
+
+    /// Runs the expression on `input` for `record`, collecting its outputs.
+    pub fn run(&self, input: Input, record: &Record) -> Result<Vec<Val>, TransformError> {
+        let vars = self.vars(record);
         if let Some(v) = self.direct.as_ref().and_then(|n| n.eval(&input, &vars)) {
             return Ok(vec![v]);
         }
+        // jaq sees the whole value: fields decoded alone came from JSON.
+        let input = match input {
+            Input::Whole(v) => v,
+            Input::Fields(_) => Format::Json.decode(record.value.as_deref())?,
+        };
         let ctx = Ctx::<data::JustLut<Val>>::new(&self.filter.lut, Vars::new(vars));
         self.filter
             .id
@@ -215,7 +236,7 @@ mod tests {
             ..Record::default()
         };
         let input = jaq_json::read::parse_single(input.as_bytes()).unwrap();
-        p.run(input, &rec)
+        p.run(Input::Whole(input), &rec)
             .map(|v| v.iter().map(|x| x.to_string()).collect())
     }
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use jaq_json::Val;
 
+use super::direct::Input;
 use super::format::Format;
 use super::jq::{expect_string, Program};
 use super::{Header, Record, Transform, TransformError};
@@ -75,7 +76,18 @@ impl Transform for Map {
             out.push(r);
             return Ok(());
         }
-        let results = run_on(&self.program, &self.formats, &r)?;
+        let input = self
+            .program
+            .decode(self.formats.input, r.value.as_deref())?;
+        if self.formats.output == Format::Json {
+            if let Some(value) = self.program.run_to_json(&input, &r) {
+                let mut r = r;
+                r.value = value;
+                out.push(r);
+                return Ok(());
+            }
+        }
+        let results = self.program.run(input, &r)?;
         emit_values(r, results, self.formats.output, out)
     }
 }
@@ -246,7 +258,7 @@ impl Transform for Headers {
             let input = input_of(&self.formats, &r)?;
             let mut values = Vec::with_capacity(self.set.len());
             for (name, p) in &self.set {
-                let v = p.run(input.clone(), &r)?;
+                let v = p.run(Input::Whole(input.clone()), &r)?;
                 let value = match v.first() {
                     None | Some(Val::Null) => None,
                     Some(s @ (Val::TStr(..) | Val::BStr(..))) => {

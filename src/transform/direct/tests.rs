@@ -104,12 +104,32 @@ fn the_subset_runs_directly_and_the_rest_on_jaq() {
 
 #[test]
 fn the_subset_is_decided_without_jaq_on_well_formed_input() {
-    let input = Format::Json.decode(Some(INPUTS[0].as_bytes())).unwrap();
+    let whole = Format::Json.decode(Some(INPUTS[0].as_bytes())).unwrap();
     let vars = [Val::from("k-1".to_owned()), Val::Null];
     for code in SUBSET {
         let direct = Direct::compile(code).unwrap();
-        assert!(direct.eval(&input, &vars).is_some(), "{code}");
+        let fields = direct
+            .root_fields()
+            .map(|f| Input::Fields(decode_fields(INPUTS[0], f).unwrap()));
+        for input in fields.into_iter().chain([Input::Whole(whole.clone())]) {
+            assert!(direct.eval(&input, &vars).is_some(), "{code}");
+            let mut out = Vec::new();
+            assert!(
+                direct.eval_json(&input, &vars, &mut out).is_some(),
+                "{code}"
+            );
+        }
     }
+}
+
+/// The same, given the whole value (as the `headers` step gives it).
+fn outcome_on_whole(p: &Program, r: &Record) -> Result<Vec<String>, String> {
+    let input = Format::Json
+        .decode(r.value.as_deref())
+        .map_err(|e| e.to_string())?;
+    p.run(Input::Whole(input), r)
+        .map(|vs| vs.iter().map(|v| v.to_string()).collect())
+        .map_err(|e| e.to_string())
 }
 
 #[test]
@@ -119,13 +139,44 @@ fn direct_results_and_errors_equal_jaqs() {
         let slow = Program::compile(code).unwrap().jaq_only();
         for input in INPUTS {
             let r = record(input);
+            let expected = outcome(&slow, &r);
+            assert_eq!(outcome(&fast, &r), expected, "expression {code} on {input}");
             assert_eq!(
-                outcome(&fast, &r),
-                outcome(&slow, &r),
+                outcome_on_whole(&fast, &r),
+                expected,
+                "expression {code} on the whole of {input}"
+            );
+        }
+    }
+}
+
+#[test]
+fn json_written_directly_equals_jaqs_result_encoded() {
+    let mut decided = 0;
+    for code in SUBSET {
+        let fast = Program::compile(code).unwrap();
+        let slow = Program::compile(code).unwrap().jaq_only();
+        for input in INPUTS {
+            let r = record(input);
+            let Ok(decoded) = fast.decode(Format::Json, r.value.as_deref()) else {
+                continue;
+            };
+            let Some(direct) = fast.run_to_json(&decoded, &r) else {
+                continue;
+            };
+            decided += 1;
+            let slow_input = slow.decode(Format::Json, r.value.as_deref()).unwrap();
+            let results = slow.run(slow_input, &r).unwrap();
+            assert_eq!(results.len(), 1, "expression {code} on {input}");
+            assert_eq!(
+                direct,
+                Format::Json.encode(&results[0]).unwrap(),
                 "expression {code} on {input}"
             );
         }
     }
+    // Most pairs are decided directly; the rest are errors left to jaq.
+    assert!(decided > SUBSET.len() * INPUTS.len() / 2, "{decided}");
 }
 
 #[test]
@@ -149,10 +200,11 @@ fn only_the_fields_an_expression_reads_are_decoded() {
 
     let v = decode_fields(
         r#"{"a":1,"b":{"c":[1,2]},"a":3,"d":"x"}"#,
-        &["a".into(), "d".into()],
+        &["a".into(), "d".into(), "absent".into()],
     )
     .unwrap();
-    assert_eq!(v.to_string(), r#"{"a":3,"d":"x"}"#);
+    let v: Vec<String> = v.iter().map(Val::to_string).collect();
+    assert_eq!(v, ["3", "\"x\"", "null"]);
     // Skipped values are still checked: not JSON, no value.
     assert!(decode_fields(r#"{"a":1,"b":[1,}"#, &["a".into()]).is_none());
     assert!(decode_fields(r#"[1]"#, &["a".into()]).is_none());
