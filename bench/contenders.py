@@ -24,7 +24,8 @@ def popen(cmd, **kw):
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KAFKA = os.path.join(ROOT, "scripts", "kafka.sh")
-EXACTLY = os.path.join(ROOT, "target", "release", "exactly")
+# EXACTLY_BIN compares another build of exactly with the same harness.
+EXACTLY = os.environ.get("EXACTLY_BIN") or os.path.join(ROOT, "target", "release", "exactly")
 COMMIT_INTERVAL_MS = 100
 # The map every contender implements: exactly as jq, the peers in their own language.
 MAP_JQ = "{id: .id, ts: .ts, total: (.price * .qty), customer: .customer.id}"
