@@ -51,7 +51,8 @@ import load
 
 ROOT = contenders.ROOT
 # The end-to-end latency generator and probe (bench/latency/main.rs).
-LATENCY_PROBE = os.path.join(ROOT, "target", "release", "examples", "latency-probe")
+LATENCY_PROBE = (os.environ.get("EXACTLY_LATENCY_PROBE")
+                 or os.path.join(ROOT, "target", "release", "examples", "latency-probe"))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PARTITIONS = 12
 
@@ -318,7 +319,8 @@ def environment(ctx):
     import confluent_kafka
     return {
         "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "kernel": os.uname().release,
-        "exactly": out([contenders.EXACTLY, "--version"]) + " @ " + out(["git", "rev-parse", "--short", "HEAD"]),
+        "exactly": out([contenders.EXACTLY, "--version"]) + " @ " + out(["git", "rev-parse", "--short", "HEAD"])
+                   + ("" if "/release/" in contenders.EXACTLY else f" ({contenders.EXACTLY})"),
         "rustc": out(["rustc", "--version"]),
         "java": out(["java", "-version"]).splitlines()[0],
         "python": sys.version.split()[0],

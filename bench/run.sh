@@ -5,14 +5,20 @@
 #
 #   bench/run.sh            full mode: 1,000,000 records, 100 B and 1 KB, 3 runs each
 #                           -> bench/RESULTS.md and bench/results.png
-#   bench/run.sh --quick    a small input and one run, to keep the harness working
-#                           -> bench/out/RESULTS-quick.md (figures meaningless)
+#   bench/run.sh --quick    a small input and one run, debug build, to keep the harness
+#                           working -> bench/out/RESULTS-quick.md (figures meaningless)
 # Other arguments go to bench/harness.py (see its --help).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release --quiet
+# Quick mode uses the tests' debug build: its figures mean nothing anyway, and
+# CI then compiles the crates once, not twice. The full mode measures release.
+profile=release; dir=release
+if [[ " $* " == *" --quick "* ]]; then profile=dev; dir=debug; fi
+cargo build --profile "$profile" --quiet
 # The latency runs' generator and read_committed probe (bench/latency/main.rs).
-cargo build --release --quiet --example latency-probe
+cargo build --profile "$profile" --quiet --example latency-probe
+export EXACTLY_BIN="${EXACTLY_BIN:-$PWD/target/$dir/exactly}"
+export EXACTLY_LATENCY_PROBE="${EXACTLY_LATENCY_PROBE:-$PWD/target/$dir/examples/latency-probe}"
 scripts/kafka.sh fetch >/dev/null
 jar=$(bench/peers/kafka-streams/build.sh)
 python=$(bench/peers/quix/setup.sh)
