@@ -285,8 +285,8 @@ impl Loop<'_> {
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
                     // The consumer will never consume again (librdkafka
                     // stops it); staying up would hold the replica's place
-                    // doing nothing. The open transaction is aborted on the
-                    // way out and the orchestrator starts a fresh process.
+                    // doing nothing. The orchestrator starts a fresh process,
+                    // whose init_transactions aborts the open transaction.
                     return Err(consumer_fatal(self.index, code));
                 }
                 Some(Err(e)) => {
