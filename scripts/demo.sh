@@ -66,7 +66,7 @@ scripts/kafka.sh tool "$dir/kafka" org.apache.kafka.tools.consumer.ConsoleConsum
   --isolation-level read_committed --max-messages 5 --property print.key=true 2>/dev/null
 
 say "metrics"
-curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^exactly_(records|transactions_total|assigned|rebalances|consumer_lag)' | head -20
+curl -fsS "http://127.0.0.1:$port/metrics" | grep -E '^exactly_(records|transactions_total|assigned|rebalances|consumer_lag)' | awk 'NR <= 20'
 echo "readyz: $(curl -s "http://127.0.0.1:$port/readyz")"
 
 if $once; then
