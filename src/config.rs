@@ -594,14 +594,25 @@ fn check_topic_name(key: &str, name: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Environment names cannot hold dots and librdkafka property names hold no
-/// underscores, so inside the passthrough tables an underscore stands for a
-/// dot: `EXACTLY__KAFKA__CONSUMER__SESSION_TIMEOUT_MS` sets `session.timeout.ms`.
+/// Environment names cannot hold dots, so inside the passthrough tables an
+/// underscore stands for a dot: `EXACTLY__KAFKA__CONSUMER__SESSION_TIMEOUT_MS`
+/// sets `session.timeout.ms`. The one librdkafka property that a string can
+/// set and whose name holds an underscore, `log_level`, keeps it.
 fn dotted_keys(map: BTreeMap<String, String>) -> BTreeMap<String, String> {
     map.into_iter()
-        .map(|(k, v)| (k.replace('_', "."), v))
+        .map(|(k, v)| {
+            if UNDERSCORED_PROPERTIES.contains(&k.as_str()) {
+                (k, v)
+            } else {
+                (k.replace('_', "."), v)
+            }
+        })
         .collect()
 }
+
+/// librdkafka properties spelt with an underscore (the others are callbacks,
+/// which no configuration file can set).
+const UNDERSCORED_PROPERTIES: &[&str] = &["log_level"];
 
 /// `config` appends " for key `a.b`" to its messages; our error names the key
 /// already.

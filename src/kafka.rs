@@ -2,6 +2,7 @@
 //! exactly-once contract requires, sensible defaults a user may override, and
 //! the user's passthrough properties.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -58,9 +59,35 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 fn base(settings: &Settings, client_id: &str) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &settings.kafka.bootstrap_servers)
-        .set("client.id", client_id)
-        .set_log_level(RDKafkaLogLevel::Warning);
+        .set("client.id", client_id);
     cfg
+}
+
+/// The level librdkafka logs at, from a passthrough table. rust-rdkafka sets
+/// the client's level after creating it, which would silence `debug` (its
+/// messages are at level 7): `debug` therefore raises the level to debug,
+/// and `log_level` (syslog 0-7) sets it. Otherwise warnings and worse.
+fn log_level(table: &BTreeMap<String, String>) -> RDKafkaLogLevel {
+    if let Some(level) = table
+        .get("log_level")
+        .and_then(|v| v.trim().parse::<u8>().ok())
+    {
+        return match level {
+            0 => RDKafkaLogLevel::Emerg,
+            1 => RDKafkaLogLevel::Alert,
+            2 => RDKafkaLogLevel::Critical,
+            3 => RDKafkaLogLevel::Error,
+            4 => RDKafkaLogLevel::Warning,
+            5 => RDKafkaLogLevel::Notice,
+            6 => RDKafkaLogLevel::Info,
+            _ => RDKafkaLogLevel::Debug,
+        };
+    }
+    if table.get("debug").is_some_and(|v| !v.trim().is_empty()) {
+        RDKafkaLogLevel::Debug
+    } else {
+        RDKafkaLogLevel::Warning
+    }
 }
 
 /// The consumer of one worker: read_committed, no auto-commit, positions
@@ -74,6 +101,7 @@ pub fn consumer_config(settings: &Settings, client_id: &str, instance_id: &str) 
     for (k, v) in &settings.kafka.consumer {
         cfg.set(k, v);
     }
+    cfg.set_log_level(log_level(&settings.kafka.consumer));
     // Required by the contract; config validation refuses user values for these.
     cfg.set("group.id", &settings.kafka.group_id)
         .set("isolation.level", "read_committed")
@@ -103,6 +131,7 @@ pub fn producer_config(
     for (k, v) in &settings.kafka.producer {
         cfg.set(k, v);
     }
+    cfg.set_log_level(log_level(&settings.kafka.producer));
     match settings.processing.guarantee {
         Guarantee::ExactlyOnce => {
             cfg.set("transactional.id", transactional_id)
@@ -127,6 +156,7 @@ pub fn check_cluster(settings: &Settings, timeout: Duration) -> anyhow::Result<(
     for (k, v) in &settings.kafka.consumer {
         cfg.set(k, v);
     }
+    cfg.set_log_level(log_level(&settings.kafka.consumer));
     let probe: BaseConsumer = cfg
         .create()
         .context("cannot create a Kafka client from [kafka] and [kafka.consumer]")?;
@@ -159,4 +189,62 @@ pub fn check_cluster(settings: &Settings, timeout: Duration) -> anyhow::Result<(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn librdkafka_logs_warnings_unless_the_table_asks_for_more() {
+        assert_eq!(
+            log_level(&table(&[])) as i32,
+            RDKafkaLogLevel::Warning as i32
+        );
+        assert_eq!(
+            log_level(&table(&[("debug", "")])) as i32,
+            RDKafkaLogLevel::Warning as i32
+        );
+        // `debug` logs at level 7, which the Warning level would drop.
+        assert_eq!(
+            log_level(&table(&[("debug", "eos,cgrp")])) as i32,
+            RDKafkaLogLevel::Debug as i32
+        );
+        // An explicit level wins, `debug` or not.
+        assert_eq!(
+            log_level(&table(&[("log_level", "6"), ("debug", "eos")])) as i32,
+            RDKafkaLogLevel::Info as i32
+        );
+        assert_eq!(
+            log_level(&table(&[("log_level", "3")])) as i32,
+            RDKafkaLogLevel::Error as i32
+        );
+    }
+
+    #[test]
+    fn the_clients_carry_the_tables_log_level() {
+        let mut settings = crate::config::Settings::parse(
+            "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\ngroup_id = \"g\"\n\
+             [kafka.producer]\ndebug = \"eos\"\n[input]\ntopics = [\"i\"]\n\
+             [output]\ntopic = \"o\"\n",
+            Vec::new(),
+        )
+        .unwrap();
+        settings.kafka.consumer.clear();
+        assert_eq!(
+            producer_config(&settings, "p", "t").log_level as i32,
+            RDKafkaLogLevel::Debug as i32
+        );
+        assert_eq!(
+            consumer_config(&settings, "c", "i").log_level as i32,
+            RDKafkaLogLevel::Warning as i32
+        );
+    }
 }

@@ -171,3 +171,33 @@ fn json_logs_are_one_object_per_line() {
         );
     }
 }
+
+#[test]
+fn librdkafka_debug_contexts_set_in_the_producer_table_reach_the_log() {
+    // An operator diagnosing a slow commit sets `debug = "eos"`; librdkafka
+    // logs those contexts at level 7, which the client's default level drops.
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("debuglog", 2, 2);
+    let input = input_records(200, 5);
+    produce(&input_topic, &input);
+
+    let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
+    cfg.extra_toml = "[kafka.producer]\ndebug = \"eos\"\n".into();
+    cfg.extra_env = vec![(
+        "RUST_LOG".into(),
+        "info,exactly=debug,librdkafka=debug".into(),
+    )];
+    let daemon = Daemon::run_to_end(&cfg);
+
+    let log = daemon.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("librdkafka") && l.contains("TXNAPI")),
+        "no librdkafka transaction debug lines in the log:\n{log}"
+    );
+    let a = audit(&input, &read_all(&output_topic, "read_committed"));
+    assert!(a.is_exactly_once(), "{a:?}");
+}

@@ -104,6 +104,24 @@ fn environment_overrides_every_kind_of_key() {
 }
 
 #[test]
+fn log_level_keeps_its_underscore_in_the_passthrough_tables() {
+    // librdkafka spells `log_level` with an underscore; turned into
+    // `log.level` it would be an unknown property.
+    let s = Settings::parse(
+        &MINIMAL.replace(
+            "[kafka.producer]   # optional: librdkafka producer properties, passed through",
+            "[kafka.producer]\nlog_level = \"7\"\nlinger_ms = \"1\"",
+        ),
+        env(&[("EXACTLY__KAFKA__CONSUMER__LOG_LEVEL", "6")]),
+    )
+    .unwrap();
+    assert_eq!(s.kafka.producer["log_level"], "7");
+    assert_eq!(s.kafka.producer["linger.ms"], "1");
+    assert_eq!(s.kafka.consumer["log_level"], "6");
+    assert!(!s.kafka.producer.contains_key("log.level"));
+}
+
+#[test]
 fn an_unknown_key_is_named() {
     let (key, msg) = err_of(
         &MINIMAL.replace("commit_interval_ms", "commit_intervall_ms"),
