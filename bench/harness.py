@@ -440,6 +440,9 @@ def main():
             ctx.drop(inp)
         finished = True
     finally:
+        # The admin client is a librdkafka handle too: released before the
+        # broker goes, it does not log connection failures to a stopped broker.
+        ctx.admin = None
         if not args.bootstrap:
             kafka("stop", ctx.broker_dir)
         if finished:
