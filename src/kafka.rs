@@ -63,6 +63,14 @@ fn base(settings: &Settings, client_id: &str) -> ClientConfig {
     cfg
 }
 
+/// Applies a passthrough table to a client, and the log level it asks for.
+fn passthrough(cfg: &mut ClientConfig, table: &BTreeMap<String, String>) {
+    for (k, v) in table {
+        cfg.set(k, v);
+    }
+    cfg.set_log_level(log_level(table));
+}
+
 /// The level librdkafka logs at, from a passthrough table. rust-rdkafka sets
 /// the client's level after creating it, which would silence `debug` (its
 /// messages are at level 7): `debug` therefore raises the level to debug,
@@ -98,10 +106,7 @@ pub fn consumer_config(settings: &Settings, client_id: &str, instance_id: &str) 
     for (k, v) in CONSUMER_DEFAULTS {
         cfg.set(*k, *v);
     }
-    for (k, v) in &settings.kafka.consumer {
-        cfg.set(k, v);
-    }
-    cfg.set_log_level(log_level(&settings.kafka.consumer));
+    passthrough(&mut cfg, &settings.kafka.consumer);
     // Required by the contract; config validation refuses user values for these.
     cfg.set("group.id", &settings.kafka.group_id)
         .set("isolation.level", "read_committed")
@@ -128,10 +133,7 @@ pub fn producer_config(
         }
         cfg.set(*k, *v);
     }
-    for (k, v) in &settings.kafka.producer {
-        cfg.set(k, v);
-    }
-    cfg.set_log_level(log_level(&settings.kafka.producer));
+    passthrough(&mut cfg, &settings.kafka.producer);
     match settings.processing.guarantee {
         Guarantee::ExactlyOnce => {
             cfg.set("transactional.id", transactional_id)
@@ -153,10 +155,7 @@ pub fn producer_config(
 pub fn check_cluster(settings: &Settings, timeout: Duration) -> anyhow::Result<()> {
     let mut cfg = base(settings, "exactly-startup-check");
     // Security and network passthrough properties apply to the probe too.
-    for (k, v) in &settings.kafka.consumer {
-        cfg.set(k, v);
-    }
-    cfg.set_log_level(log_level(&settings.kafka.consumer));
+    passthrough(&mut cfg, &settings.kafka.consumer);
     let probe: BaseConsumer = cfg
         .create()
         .context("cannot create a Kafka client from [kafka] and [kafka.consumer]")?;
@@ -230,14 +229,13 @@ mod tests {
 
     #[test]
     fn the_clients_carry_the_tables_log_level() {
-        let mut settings = crate::config::Settings::parse(
+        let settings = crate::config::Settings::parse(
             "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\ngroup_id = \"g\"\n\
              [kafka.producer]\ndebug = \"eos\"\n[input]\ntopics = [\"i\"]\n\
              [output]\ntopic = \"o\"\n",
             Vec::new(),
         )
         .unwrap();
-        settings.kafka.consumer.clear();
         assert_eq!(
             producer_config(&settings, "p", "t").log_level as i32,
             RDKafkaLogLevel::Debug as i32
