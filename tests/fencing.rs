@@ -12,6 +12,41 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
 use support::*;
 
+/// A plain consumer that joins `group` under `instance_id`, the way a second
+/// replica with the same transactional id would: the coordinator gives it the
+/// static member's place and fences the member that held it.
+fn interloper(group: &str, instance_id: &str, topic: &str) -> BaseConsumer {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker().bootstrap)
+        .set("group.id", group)
+        .set("group.instance.id", instance_id)
+        // The group's protocol: another would be refused as inconsistent.
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    c
+}
+
+/// Polls `interloper` (which drives its join and keeps it in the group)
+/// until `daemon` exits; returns the records it polled.
+fn poll_until_exit(interloper: &BaseConsumer, daemon: &mut Daemon) -> usize {
+    let mut polled = 0;
+    let mut errors = Vec::new();
+    wait_until("the fenced daemon to exit", || {
+        match interloper.poll(Duration::from_millis(50)) {
+            Some(Ok(_)) => polled += 1,
+            Some(Err(e)) => errors.push(e.to_string()),
+            None => {}
+        }
+        assert!(errors.len() < 100, "the interloper failed: {errors:?}");
+        daemon.exited().is_some()
+    });
+    polled
+}
+
 #[test]
 fn a_fenced_replica_exits_1_naming_the_cause_and_nothing_is_duplicated() {
     let Pipeline {
@@ -61,33 +96,12 @@ fn a_replica_whose_consumer_is_fenced_exits_1_and_a_restart_keeps_exactly_once()
     daemon.wait_produced(2_000.0);
 
     // A plain consumer joins with the daemon's group.instance.id (its
-    // transactional id): the coordinator hands the static member's place to
-    // it, and the daemon's consumer is fenced at its next heartbeat, the
-    // way librdkafka fences itself after a session timeout. No producer
-    // shares the id, so only the consumer side can notice.
-    let interloper: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker().bootstrap)
-        .set("group.id", &group)
-        .set("group.instance.id", &txn_id)
-        // The group's protocol: another would be refused as inconsistent.
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    interloper.subscribe(&[input_topic.as_str()]).unwrap();
-    let mut polled = 0;
-    let mut errors = Vec::new();
-    wait_until("the fenced daemon to exit", || {
-        // Polling keeps the interloper in the group (and drives its join).
-        match interloper.poll(Duration::from_millis(50)) {
-            Some(Ok(_)) => polled += 1,
-            Some(Err(e)) => errors.push(e.to_string()),
-            None => {}
-        }
-        assert!(errors.len() < 100, "the interloper failed: {errors:?}");
-        daemon.exited().is_some()
-    });
+    // transactional id): the daemon's consumer is fenced at its next
+    // heartbeat or commit, the way librdkafka fences itself after a session
+    // timeout. No producer shares the id, so only the consumer side can
+    // notice.
+    let interloper = interloper(&group, &txn_id, &input_topic);
+    let polled = poll_until_exit(&interloper, &mut daemon);
     let status = daemon.wait_exit();
     let log = daemon.log_text();
     assert_eq!(status.code(), Some(1), "fenced consumer exit:\n{log}");
@@ -97,6 +111,58 @@ fn a_replica_whose_consumer_is_fenced_exits_1_and_a_restart_keeps_exactly_once()
     );
     // Static members do not leave on close: the restarted daemon takes the
     // place back under the same id, and aborts whatever the old one left open.
+    drop(interloper);
+
+    let mut restarted = Daemon::start(&cfg);
+    writer.join().unwrap();
+    wait_caught_up(&group, &input_topic, &mut [&mut restarted]);
+    let a = audit(&input, &read_all(&output_topic, "read_committed"));
+    assert!(a.is_exactly_once(), "{a:?} (interloper polled {polled})");
+    assert_eq!(a.order_violations, 0, "{a:?}");
+}
+
+#[test]
+fn a_member_fenced_at_commit_exits_1_at_once_naming_the_group_instance_id() {
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("commit-fence", 4, 4);
+    let input = input_records(20_000, 31);
+    let writer = produce_paced(&input_topic, input.clone(), 8_000);
+
+    let txn_id = unique("static");
+    let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &txn_id);
+    // Heartbeats 15 s apart, commits every 100 ms: once the interloper has
+    // the group.instance.id, the daemon's next request to the group
+    // coordinator is a commit's TxnOffsetCommit, which the coordinator
+    // refuses with FENCED_INSTANCE_ID. Deterministic, not a race.
+    cfg.extra_env = vec![
+        (
+            "EXACTLY__KAFKA__CONSUMER__HEARTBEAT_INTERVAL_MS".into(),
+            "15000".into(),
+        ),
+        (
+            "EXACTLY__KAFKA__CONSUMER__SESSION_TIMEOUT_MS".into(),
+            "60000".into(),
+        ),
+    ];
+    let mut daemon = Daemon::start(&cfg);
+    daemon.wait_produced(2_000.0);
+
+    let interloper = interloper(&group, &txn_id, &input_topic);
+    let polled = poll_until_exit(&interloper, &mut daemon);
+    let status = daemon.wait_exit();
+    let log = daemon.log_text();
+    assert_eq!(status.code(), Some(1), "fenced member exit:\n{log}");
+    assert!(
+        log.contains("FencedInstanceId") && log.contains("group.instance.id"),
+        "the cause names the fenced static member:\n{log}"
+    );
+    assert!(
+        !log.contains("in a row aborted"),
+        "fatal at once, not after replays:\n{log}"
+    );
     drop(interloper);
 
     let mut restarted = Daemon::start(&cfg);

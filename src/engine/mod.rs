@@ -18,6 +18,8 @@ pub mod rebalance;
 pub mod transaction;
 pub mod worker;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -39,6 +41,9 @@ pub async fn run_workers(
     shutdown: &Shutdown,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    // Workers that stopped cleanly (their final commit done) and are now
+    // closing their clients: those need not report before the process exits.
+    let settled = Arc::new(AtomicUsize::new(0));
     for index in 0..settings.processing.workers {
         let spec = WorkerSpec {
             index,
@@ -49,6 +54,7 @@ pub async fn run_workers(
             shutdown: shutdown.clone(),
         };
         let tx = tx.clone();
+        let settled = settled.clone();
         std::thread::Builder::new()
             .name(format!("worker-{index}"))
             .spawn(move || {
@@ -61,6 +67,7 @@ pub async fn run_workers(
                         result: Ok(()),
                         clients,
                     }) => {
+                        settled.fetch_add(1, Ordering::AcqRel);
                         drop(clients);
                         let _ = tx.send(Ok(()));
                     }
@@ -90,6 +97,7 @@ pub async fn run_workers(
         Duration::from_millis(settings.processing.shutdown_timeout_ms) + Duration::from_secs(1);
     let mut first_error = None;
     let mut received = 0;
+    let mut received_ok = 0;
     // One result per worker. Counting, rather than waiting for the channel
     // to close, matters: a failed worker reports before dropping its
     // clients, and that drop may block for good.
@@ -98,10 +106,20 @@ pub async fn run_workers(
             match tokio::time::timeout(shutdown.budget_left(budget), rx.recv()).await {
                 Ok(r) => r,
                 Err(_) => {
+                    let unfinished = workers - received;
+                    let closing = settled.load(Ordering::Acquire) - received_ok;
                     tracing::warn!(
-                        unfinished = workers - received,
-                        "workers still closing their Kafka clients after the stop budget; exiting anyway"
+                        unfinished,
+                        "workers still busy after the stop budget; exiting anyway"
                     );
+                    if unfinished > closing {
+                        // Their final commit did not finish: what they
+                        // consumed since their last commit is not committed.
+                        first_error.get_or_insert(anyhow!(
+                            "{} worker(s) did not finish their final commit within processing.shutdown_timeout_ms",
+                            unfinished - closing
+                        ));
+                    }
                     break;
                 }
             }
@@ -115,6 +133,7 @@ pub async fn run_workers(
             break;
         };
         received += 1;
+        received_ok += usize::from(result.is_ok());
         if let Err(e) = result {
             tracing::error!(error = %format!("{e:#}"), "worker failed; stopping the others");
             health.set_failed();

@@ -1,17 +1,27 @@
-//! Rebalance handling. librdkafka runs these callbacks inside `poll`, on the
-//! worker's own thread, before the new assignment is used — so an open
-//! transaction is aborted right here, while the partitions are still ours.
+//! Rebalance handling. librdkafka runs the rebalance callback inside `poll`,
+//! on the worker's own thread, before the new assignment is used — so an
+//! open transaction is aborted right here, while the partitions are still
+//! ours, and a new partition's starting position is fixed here before any
+//! of its records is fetched.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::{ClientContext, Statistics};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
+use super::offsets::{committed, resolve_start, ResetPolicy, Starts};
 use super::transaction::{Output, TxnFailure};
 use crate::config::Guarantee;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Health, Metrics};
+
+/// Time allowed for reading committed offsets, resolving a reset policy and
+/// seeking.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The consumer's context: owns the worker's [`Output`] so that a revoke can
 /// end the open transaction before the partitions move.
@@ -22,7 +32,8 @@ pub struct WorkerContext {
     metrics: Metrics,
     health: Health,
     shutdown: Shutdown,
-    shutdown_budget: std::time::Duration,
+    shutdown_budget: Duration,
+    reset: ResetPolicy,
     /// A transaction (or at_least_once batch) is open.
     txn_open: AtomicBool,
     /// A callback ended the open transaction: the worker must forget its
@@ -30,6 +41,9 @@ pub struct WorkerContext {
     rewind_needed: AtomicBool,
     /// A callback hit an error that ends the worker.
     fatal: Mutex<Option<String>>,
+    /// Starting positions fixed for partitions assigned without a committed
+    /// offset, until they are committed.
+    starts: Mutex<Starts>,
 }
 
 impl WorkerContext {
@@ -40,7 +54,8 @@ impl WorkerContext {
         metrics: Metrics,
         health: Health,
         shutdown: Shutdown,
-        shutdown_budget: std::time::Duration,
+        shutdown_budget: Duration,
+        reset: ResetPolicy,
     ) -> Self {
         WorkerContext {
             output,
@@ -49,9 +64,11 @@ impl WorkerContext {
             health,
             shutdown,
             shutdown_budget,
+            reset,
             txn_open: AtomicBool::new(false),
             rewind_needed: AtomicBool::new(false),
             fatal: Mutex::new(None),
+            starts: Mutex::new(Starts::new()),
         }
     }
 
@@ -70,10 +87,32 @@ impl WorkerContext {
         self.fatal.lock().expect("fatal lock").take()
     }
 
-    /// Whether librdkafka calls should stop retrying: a stop was requested
-    /// and its time budget is spent.
-    pub fn give_up(&self) -> bool {
-        self.shutdown.budget_spent(self.shutdown_budget)
+    /// How long transactional calls may still take: unbounded until a stop
+    /// is requested, then what is left of the stop budget.
+    pub fn time_left(&self) -> Option<Duration> {
+        self.shutdown
+            .is_requested()
+            .then(|| self.shutdown.budget_left(self.shutdown_budget))
+    }
+
+    /// The starting positions fixed but not yet committed.
+    pub fn starts(&self) -> Starts {
+        self.starts.lock().expect("starts lock").clone()
+    }
+
+    /// Whether some starting position still has to be committed.
+    pub fn has_starts(&self) -> bool {
+        !self.starts.lock().expect("starts lock").is_empty()
+    }
+
+    /// These starting positions were committed: the group has them now.
+    pub fn starts_committed(&self, committed: &Starts) {
+        let mut starts = self.starts.lock().expect("starts lock");
+        for (tp, offset) in committed {
+            if starts.get(tp) == Some(offset) {
+                starts.remove(tp);
+            }
+        }
     }
 
     fn end_open_transaction(&self, consumer: &BaseConsumer<Self>, lost: bool) {
@@ -85,25 +124,25 @@ impl WorkerContext {
             // again, and its transaction dies with it (fenced or timed out).
             return;
         }
-        let give_up = || self.give_up();
+        let left = || self.time_left();
         let result = match self.output.guarantee() {
-            Guarantee::ExactlyOnce => self.output.abort(&give_up),
+            Guarantee::ExactlyOnce => self.output.abort(&left),
             // at_least_once: what was produced is delivered first, then its
             // positions are committed, unless the partitions were lost.
             Guarantee::AtLeastOnce if !lost => consumer
                 .position()
                 .map_err(|e| TxnFailure::Abortable(e.to_string()))
                 .and_then(|positions| {
-                    let mut valid = rdkafka::TopicPartitionList::new();
+                    let mut valid = TopicPartitionList::new();
                     for e in positions.elements() {
-                        if let rdkafka::Offset::Offset(_) = e.offset() {
+                        if let Offset::Offset(_) = e.offset() {
                             let _ =
                                 valid.add_partition_offset(e.topic(), e.partition(), e.offset());
                         }
                     }
-                    self.output.commit(consumer, &valid, &give_up)
+                    self.output.commit(consumer, &valid, &left)
                 }),
-            Guarantee::AtLeastOnce => self.output.abort(&give_up),
+            Guarantee::AtLeastOnce => self.output.abort(&left),
         };
         match result {
             Ok(()) => {
@@ -115,16 +154,93 @@ impl WorkerContext {
                     );
                 }
             }
-            Err(TxnFailure::Abortable(m)) => {
+            Err(f) if f.is_abortable() => {
                 self.metrics.transaction_aborted();
-                tracing::warn!(worker = self.index, error = %m, "could not commit the open batch before the partitions moved");
-                let _ = self.output.abort(&give_up);
+                tracing::warn!(worker = self.index, error = %f, "could not commit the open batch before the partitions moved");
+                let _ = self.output.abort(&left);
             }
-            Err(TxnFailure::Fatal(m)) => {
-                *self.fatal.lock().expect("fatal lock") = Some(m);
+            Err(f) => {
+                *self.fatal.lock().expect("fatal lock") = Some(f.to_string());
             }
         }
         self.rewind_needed.store(true, Ordering::Release);
+    }
+
+    /// Gives every partition of `assignment` that has no committed offset an
+    /// explicit starting position, resolved from the reset policy now, so
+    /// that librdkafka does not resolve it again later (a `latest` resolved
+    /// after a rewind or by the next owner would skip input). The worker
+    /// commits these positions before it processes any record.
+    fn fix_starts(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        assignment: &mut TopicPartitionList,
+    ) -> KafkaResult<()> {
+        if assignment.count() == 0 {
+            return Ok(());
+        }
+        let committed = committed(consumer, assignment.clone(), QUERY_TIMEOUT)?;
+        let mut fixed = Starts::new();
+        for elem in committed.elements() {
+            if let Offset::Offset(_) = elem.offset() {
+                continue; // librdkafka resumes from the committed offset
+            }
+            let (topic, partition) = (elem.topic(), elem.partition());
+            let start = resolve_start(consumer, topic, partition, self.reset, QUERY_TIMEOUT)?;
+            assignment.set_partition_offset(topic, partition, Offset::Offset(start))?;
+            fixed.insert((topic.to_owned(), partition), start);
+        }
+        if !fixed.is_empty() {
+            tracing::info!(
+                worker = self.index,
+                partitions = fixed.len(),
+                reset = ?self.reset,
+                "fixed the starting position of partitions the group has never committed"
+            );
+            self.starts.lock().expect("starts lock").extend(fixed);
+        }
+        Ok(())
+    }
+
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        tracing::info!(
+            worker = self.index,
+            partitions = tpl.count(),
+            "partitions assigned"
+        );
+        let mut fixed = Err(rdkafka::error::KafkaError::Canceled);
+        for _ in 0..3 {
+            fixed = self.fix_starts(consumer, tpl);
+            if fixed.is_ok() {
+                break;
+            }
+        }
+        if let Err(e) = fixed {
+            // Assigning without a fixed start would let librdkafka resolve
+            // the reset policy on its own; the worker stops instead.
+            *self.fatal.lock().expect("fatal lock") = Some(format!(
+                "cannot read the committed offsets of the new assignment: {e}"
+            ));
+        }
+        self.metrics.rebalance("assigned", tpl.count() as i64);
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let lost = consumer.assignment_lost();
+        let event = if lost { "lost" } else { "revoked" };
+        tracing::info!(
+            worker = self.index,
+            partitions = tpl.count(),
+            event,
+            "partitions leaving this worker"
+        );
+        self.end_open_transaction(consumer, lost);
+        self.metrics.rebalance(event, -(tpl.count() as i64));
+        let mut starts = self.starts.lock().expect("starts lock");
+        for e in tpl.elements() {
+            self.metrics.forget_partition(e.topic(), e.partition());
+            starts.remove(&(e.topic().to_owned(), e.partition()));
+        }
     }
 }
 
@@ -152,39 +268,55 @@ impl ClientContext for WorkerContext {
 }
 
 impl ConsumerContext for WorkerContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(tpl) => {
-                let lost = consumer.assignment_lost();
-                let event = if lost { "lost" } else { "revoked" };
-                tracing::info!(
-                    worker = self.index,
-                    partitions = tpl.count(),
-                    event,
-                    "partitions leaving this worker"
-                );
-                self.end_open_transaction(consumer, lost);
-                self.metrics.rebalance(event, -(tpl.count() as i64));
-                for e in tpl.elements() {
-                    self.metrics.forget_partition(e.topic(), e.partition());
+    /// Replaces rust-rdkafka's default handling: the assignment gets fixed
+    /// starting positions before it is applied, and a rebalance error ends
+    /// the open transaction before the assignment is dropped (the default
+    /// would drop it behind the transaction's back).
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let applied = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.on_assign(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
                 }
             }
-            Rebalance::Assign(tpl) => {
-                tracing::info!(
-                    worker = self.index,
-                    partitions = tpl.count(),
-                    "partitions assigned"
-                );
-                self.metrics.rebalance("assigned", tpl.count() as i64);
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.on_revoke(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
             }
-            Rebalance::Error(e) => {
-                tracing::warn!(worker = self.index, error = %e, "rebalance error");
+            other => {
+                let code: rdkafka::types::RDKafkaErrorCode = other.into();
+                tracing::warn!(worker = self.index, error = %code, "rebalance error; giving up the assignment");
                 self.metrics.rebalance("error", 0);
+                // The transaction consumed from partitions about to be
+                // dropped: end it as if they were lost.
+                self.end_open_transaction(consumer, true);
+                self.starts.lock().expect("starts lock").clear();
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
             }
+        };
+        if let Err(e) = applied {
+            tracing::warn!(worker = self.index, error = %e, "applying the rebalance failed");
         }
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _: &Rebalance<'_>) {
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         self.health.worker(self.index).set_assigned(assigned);
     }

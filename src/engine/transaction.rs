@@ -25,11 +25,65 @@ use crate::transform::Record;
 #[derive(Debug, thiserror::Error)]
 pub enum TxnFailure {
     /// The transaction must be aborted; the worker rewinds and carries on.
+    /// Counts toward the guard against replaying the same failure forever.
     #[error("{0}")]
     Abortable(String),
+    /// The group moved on while the transaction was open (a rebalance raced
+    /// the commit: `ILLEGAL_GENERATION`, `UNKNOWN_MEMBER_ID`,
+    /// `REBALANCE_IN_PROGRESS`). Abort and rewind like [`Self::Abortable`],
+    /// but it says nothing about the input, so it does not count toward the
+    /// guard.
+    #[error("{0}")]
+    Rebalanced(String),
+    /// The group coordinator gave this replica's `group.instance.id` to
+    /// another member (`FENCED_INSTANCE_ID`): no later commit can succeed.
+    /// Abort as a best effort, then stop.
+    #[error("{0}")]
+    MemberFenced(String),
     /// The producer is fenced or in an unknown state; the worker must stop.
     #[error("{0}")]
     Fatal(String),
+}
+
+impl TxnFailure {
+    /// The failure of `call` that ended with `err`, once retrying is over.
+    pub fn of(call: &str, err: &KafkaError) -> TxnFailure {
+        let text = format!("{call}: {err}");
+        let code = err.rdkafka_error_code();
+        match (action_for(err), code) {
+            (_, Some(RDKafkaErrorCode::FencedInstanceId)) => TxnFailure::MemberFenced(text),
+            (Action::Fatal, _) => TxnFailure::Fatal(text),
+            (
+                _,
+                Some(
+                    RDKafkaErrorCode::IllegalGeneration
+                    | RDKafkaErrorCode::UnknownMemberId
+                    | RDKafkaErrorCode::RebalanceInProgress,
+                ),
+            ) => TxnFailure::Rebalanced(text),
+            _ => TxnFailure::Abortable(text),
+        }
+    }
+
+    /// Whether the worker can abort, rewind and go on.
+    pub fn is_abortable(&self) -> bool {
+        matches!(self, TxnFailure::Abortable(_) | TxnFailure::Rebalanced(_))
+    }
+}
+
+/// How long the transactional calls may still take: unbounded (each call
+/// still has [`CALL_TIMEOUT`] and retries for [`RETRY_BUDGET`]) until a stop
+/// is requested, then what is left of the stop budget. Zero means give up.
+pub type TimeLeft<'a> = &'a dyn Fn() -> Option<Duration>;
+
+/// The timeout of the next call: [`CALL_TIMEOUT`], or less when the time
+/// left is shorter. `None` when no time is left.
+fn call_timeout(left: TimeLeft<'_>) -> Option<Duration> {
+    match left() {
+        None => Some(CALL_TIMEOUT),
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d.min(CALL_TIMEOUT)),
+    }
 }
 
 /// How long one librdkafka call may block before it is retried.
@@ -169,8 +223,8 @@ impl Output {
 
     /// `init_transactions`: fences any earlier producer with the same
     /// transactional id and aborts its open transaction.
-    pub fn init(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
-        self.guarded(|| self.init_unguarded(stop))
+    pub fn init(&self, left: TimeLeft<'_>) -> Result<(), TxnFailure> {
+        self.guarded(|| self.init_unguarded(left))
     }
 
     /// Starts a transaction (exactly_once) or a batch (at_least_once).
@@ -183,15 +237,15 @@ impl Output {
         &self,
         consumer: &BaseConsumer<C>,
         offsets: &TopicPartitionList,
-        stop: &dyn Fn() -> bool,
+        left: TimeLeft<'_>,
     ) -> Result<(), TxnFailure> {
-        self.guarded(|| self.commit_unguarded(consumer, offsets, stop))
+        self.guarded(|| self.commit_unguarded(consumer, offsets, left))
     }
 
     /// Aborts the open transaction; see `abort_unguarded` for what that
     /// means in each guarantee.
-    pub fn abort(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
-        self.guarded(|| self.abort_unguarded(stop))
+    pub fn abort(&self, left: TimeLeft<'_>) -> Result<(), TxnFailure> {
+        self.guarded(|| self.abort_unguarded(left))
     }
 
     /// Tags and errors of outputs that failed for good (see `quarantine`).
@@ -212,18 +266,17 @@ impl Output {
     /// `init_transactions`: fences any earlier producer with the same
     /// transactional id and aborts its open transaction. Retried while
     /// librdkafka says it can be.
-    fn init_unguarded(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
+    fn init_unguarded(&self, left: TimeLeft<'_>) -> Result<(), TxnFailure> {
         if self.guarantee == Guarantee::AtLeastOnce {
             return Ok(());
         }
-        retry("init_transactions", stop, || {
-            self.producer.init_transactions(CALL_TIMEOUT)
+        retry("init_transactions", left, |t| {
+            self.producer.init_transactions(t)
         })
-        .map_err(|f| match f {
+        .map_err(|f| {
             // Nothing is open yet, so "abortable" cannot apply; a producer
             // that cannot initialise is not usable.
-            TxnFailure::Abortable(m) => TxnFailure::Fatal(m),
-            fatal => fatal,
+            TxnFailure::Fatal(f.to_string())
         })
     }
 
@@ -236,7 +289,7 @@ impl Output {
         }
         self.producer
             .begin_transaction()
-            .map_err(|e| classify_once("begin_transaction", e))
+            .map_err(|e| TxnFailure::of("begin_transaction", &e))
     }
 
     /// Produces `record` asynchronously; the commit waits for its
@@ -272,12 +325,7 @@ impl Output {
                     self.producer.poll(POLL_TICK);
                     base = back;
                 }
-                Err((e, _)) => {
-                    return Err(match action_for(&e) {
-                        Action::Fatal => TxnFailure::Fatal(format!("produce to {topic}: {e}")),
-                        _ => TxnFailure::Abortable(format!("produce to {topic}: {e}")),
-                    })
-                }
+                Err((e, _)) => return Err(TxnFailure::of(&format!("produce to {topic}"), &e)),
             }
         }
     }
@@ -287,7 +335,7 @@ impl Output {
         &self,
         consumer: &BaseConsumer<C>,
         offsets: &TopicPartitionList,
-        stop: &dyn Fn() -> bool,
+        left: TimeLeft<'_>,
     ) -> Result<(), TxnFailure> {
         match self.guarantee {
             Guarantee::ExactlyOnce => {
@@ -296,20 +344,19 @@ impl Output {
                 })?;
                 let started = Instant::now();
                 if offsets.count() > 0 {
-                    retry("send_offsets_to_transaction", stop, || {
+                    retry("send_offsets_to_transaction", left, |t| {
                         self.producer
-                            .send_offsets_to_transaction(offsets, &metadata, CALL_TIMEOUT)
+                            .send_offsets_to_transaction(offsets, &metadata, t)
                     })?;
                 }
                 let offsets_sent = Instant::now();
                 // commit_transaction flushes too, but through rust-rdkafka's
                 // flush (see `flush`): flushing here first makes its own a
                 // no-op.
-                retry("flush", stop, || self.flush(CALL_TIMEOUT))
-                    .map_err(|f| self.with_delivery_cause(f))?;
+                retry("flush", left, |t| self.flush(t)).map_err(|f| self.with_delivery_cause(f))?;
                 let flushed = Instant::now();
-                retry("commit_transaction", stop, || {
-                    self.producer.commit_transaction(CALL_TIMEOUT)
+                retry("commit_transaction", left, |t| {
+                    self.producer.commit_transaction(t)
                 })
                 .map_err(|f| self.with_delivery_cause(f))?;
                 tracing::trace!(
@@ -321,14 +368,14 @@ impl Output {
                 Ok(())
             }
             Guarantee::AtLeastOnce => {
-                retry("flush", stop, || self.flush(CALL_TIMEOUT))?;
+                retry("flush", left, |t| self.flush(t))?;
                 if let Some((n, first)) = self.producer.context().take_failures() {
                     return Err(TxnFailure::Abortable(format!(
                         "{n} output record(s) were not delivered; first: {first}"
                     )));
                 }
                 if offsets.count() > 0 {
-                    retry("commit offsets", stop, || {
+                    retry("commit offsets", left, |_| {
                         consumer.commit(offsets, CommitMode::Sync)
                     })?;
                 }
@@ -341,7 +388,7 @@ impl Output {
     /// read_committed readers. In at_least_once mode, records not yet sent
     /// are dropped from the queue (they will be produced again after the
     /// rewind); those already sent stay — that is at-least-once.
-    fn abort_unguarded(&self, stop: &dyn Fn() -> bool) -> Result<(), TxnFailure> {
+    fn abort_unguarded(&self, left: TimeLeft<'_>) -> Result<(), TxnFailure> {
         match self.guarantee {
             Guarantee::ExactlyOnce => {
                 // Let in-flight produce requests finish first. Aborting while
@@ -351,15 +398,17 @@ impl Output {
                 // librdkafka treats as fatal (librdkafka issue 4849). The
                 // flush's own result does not matter: in an abortable-error
                 // state the records are discarded by the abort anyway.
-                let _ = self.flush(CALL_TIMEOUT);
-                retry("abort_transaction", stop, || {
-                    self.producer.abort_transaction(CALL_TIMEOUT)
+                if let Some(t) = call_timeout(left) {
+                    let _ = self.flush(t);
+                }
+                retry("abort_transaction", left, |t| {
+                    self.producer.abort_transaction(t)
                 })
             }
             .map_err(|f| match f {
                 // An abort that itself needs aborting leaves the producer in
                 // an unknown state.
-                TxnFailure::Abortable(m) => TxnFailure::Fatal(m),
+                f if f.is_abortable() => TxnFailure::Fatal(f.to_string()),
                 fatal => fatal,
             }),
             Guarantee::AtLeastOnce => {
@@ -404,28 +453,28 @@ impl Output {
     }
 }
 
-fn classify_once(call: &str, e: KafkaError) -> TxnFailure {
-    match action_for(&e) {
-        Action::Fatal => TxnFailure::Fatal(format!("{call}: {e}")),
-        _ => TxnFailure::Abortable(format!("{call}: {e}")),
-    }
-}
-
-/// Calls `f` until it succeeds, retrying while the error is retriable (and
-/// no stop is requested and the retry budget lasts).
+/// Calls `f` with a timeout until it succeeds, retrying while the error is
+/// retriable and the retry budget and the time left last. Each call's
+/// timeout is cut to the time left, so that a stop's budget bounds the
+/// whole sequence, not only the gaps between calls.
 fn retry(
     call: &str,
-    stop: &dyn Fn() -> bool,
-    mut f: impl FnMut() -> Result<(), KafkaError>,
+    left: TimeLeft<'_>,
+    mut f: impl FnMut(Duration) -> Result<(), KafkaError>,
 ) -> Result<(), TxnFailure> {
     let started = Instant::now();
     loop {
-        let err = match f() {
+        let Some(timeout) = call_timeout(left) else {
+            return Err(TxnFailure::Fatal(format!(
+                "{call} was not attempted: the stop budget is spent"
+            )));
+        };
+        let err = match f(timeout) {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
         match action_for(&err) {
-            Action::Retry if started.elapsed() < RETRY_BUDGET && !stop() => {
+            Action::Retry if started.elapsed() < RETRY_BUDGET && call_timeout(left).is_some() => {
                 tracing::warn!(call, error = %err, "retrying");
             }
             Action::Retry => {
@@ -434,8 +483,54 @@ fn retry(
                     started.elapsed().as_secs()
                 )))
             }
-            Action::Abort => return Err(TxnFailure::Abortable(format!("{call}: {err}"))),
-            Action::Fatal => return Err(TxnFailure::Fatal(format!("{call}: {err}"))),
+            _ => return Err(TxnFailure::of(call, &err)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fenced_static_member_is_its_own_failure() {
+        let e = KafkaError::ConsumerCommit(RDKafkaErrorCode::FencedInstanceId);
+        assert!(matches!(
+            TxnFailure::of("send_offsets_to_transaction", &e),
+            TxnFailure::MemberFenced(_)
+        ));
+    }
+
+    #[test]
+    fn a_rebalance_racing_the_commit_aborts_without_blaming_the_input() {
+        for code in [
+            RDKafkaErrorCode::IllegalGeneration,
+            RDKafkaErrorCode::UnknownMemberId,
+            RDKafkaErrorCode::RebalanceInProgress,
+        ] {
+            let f = TxnFailure::of(
+                "send_offsets_to_transaction",
+                &KafkaError::ConsumerCommit(code),
+            );
+            assert!(matches!(f, TxnFailure::Rebalanced(_)), "{code:?}: {f:?}");
+            assert!(f.is_abortable());
+        }
+        let other = KafkaError::ConsumerCommit(RDKafkaErrorCode::MessageSizeTooLarge);
+        assert!(matches!(
+            TxnFailure::of("commit_transaction", &other),
+            TxnFailure::Abortable(_)
+        ));
+    }
+
+    #[test]
+    fn call_timeouts_shrink_to_the_time_left() {
+        assert_eq!(call_timeout(&|| None), Some(CALL_TIMEOUT));
+        let short = Duration::from_millis(300);
+        assert_eq!(call_timeout(&|| Some(short)), Some(short));
+        assert_eq!(
+            call_timeout(&|| Some(Duration::from_secs(60))),
+            Some(CALL_TIMEOUT)
+        );
+        assert_eq!(call_timeout(&|| Some(Duration::ZERO)), None);
     }
 }

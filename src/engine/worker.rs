@@ -23,9 +23,9 @@ use std::collections::HashMap;
 
 use super::batch::{Batch, BatchPolicy};
 use super::dead_letter;
-use super::offsets::{positions_to_commit, rewind, ResetPolicy};
+use super::offsets::{positions_to_commit, rewind, PositionError, ResetPolicy};
 use super::quarantine::{Culprit, Origins, Quarantine, DEAD_LETTER_FLAG};
-use super::rebalance::WorkerContext;
+use super::rebalance::{WorkerContext, QUERY_TIMEOUT};
 use super::transaction::{DeliveryContext, Output, TxnFailure};
 use crate::config::{FailurePolicy, Settings};
 use crate::kafka;
@@ -40,8 +40,10 @@ const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Transactions aborted in a row for errors (not rebalances) before the worker
 /// stops instead of looping: a failure that repeats on replay is not transient.
 const MAX_CONSECUTIVE_ABORTS: u32 = 5;
-/// Time allowed for reading committed offsets and seeking during a rewind.
-const REWIND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a failing rewind is retried before the worker gives up.
+const REWIND_RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// The pause between two attempts at a rewind.
+const REWIND_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Everything a worker needs, built once at start-up.
 pub struct WorkerSpec {
@@ -128,6 +130,7 @@ fn build_clients(spec: &WorkerSpec) -> anyhow::Result<BaseConsumer<WorkerContext
         health.clone(),
         shutdown.clone(),
         budget,
+        reset_policy(settings),
     );
     kafka::consumer_config(settings, &client_id, &txn_id)
         .create_with_context(context)
@@ -153,9 +156,10 @@ fn drive(consumer: &BaseConsumer<WorkerContext>, spec: WorkerSpec) -> anyhow::Re
         .map_err(|e| anyhow!("invalid transform chain: {e}"))?;
     let txn_id = settings.worker_transactional_id(index);
     let budget = Duration::from_millis(settings.processing.shutdown_timeout_ms);
-    let give_up = || consumer.context().give_up() || shutdown.is_requested();
+    // A stop requested during start-up ends the initialisation at once.
+    let left = || shutdown.is_requested().then_some(Duration::ZERO);
     tracing::info!(worker = index, transactional_id = %txn_id, guarantee = %settings.processing.guarantee, "initialising the producer");
-    consumer.context().output.init(&give_up).map_err(|f| {
+    consumer.context().output.init(&left).map_err(|f| {
         anyhow!("worker {index} cannot initialise transactional id `{txn_id}`: {f}")
     })?;
     health.worker(index).set_producer_ready(true);
@@ -171,13 +175,7 @@ fn drive(consumer: &BaseConsumer<WorkerContext>, spec: WorkerSpec) -> anyhow::Re
         metrics,
         shutdown: shutdown.clone(),
         policy: BatchPolicy::from(&settings.processing),
-        reset: ResetPolicy::from_property(
-            settings
-                .kafka
-                .consumer
-                .get("auto.offset.reset")
-                .map(String::as_str),
-        ),
+        reset: reset_policy(&settings),
         chain,
         batch: Batch::default(),
         outputs: Vec::new(),
@@ -275,9 +273,32 @@ impl Loop<'_> {
                 // records, so it is dropped and fetched again.
                 drop(polled);
                 self.batch.reset();
+                // A suspect being isolated was aborted with the rest; it
+                // stays a suspect and is isolated again on replay.
+                self.isolating = None;
                 self.rewind()?;
                 now = Instant::now();
                 continue;
+            }
+            if self.ctx().has_starts() {
+                // New partitions without a committed offset: their starting
+                // positions are committed before any of their records is
+                // processed, so no later owner resolves the reset policy
+                // again. A record polled alongside waits in hand.
+                let rewinds = self.rewinds;
+                self.in_hand = match &polled {
+                    Some(Ok(m)) => Some((m.topic().to_owned(), m.partition(), m.offset())),
+                    _ => None,
+                };
+                let committed = self.commit_starts();
+                self.in_hand = None;
+                committed?;
+                if self.rewinds != rewinds {
+                    // The commit failed and the partitions were rewound:
+                    // the record in hand is fetched again.
+                    now = Instant::now();
+                    continue;
+                }
             }
             match polled {
                 None => {}
@@ -285,9 +306,10 @@ impl Loop<'_> {
                 Some(Err(KafkaError::MessageConsumptionFatal(code))) => {
                     // The consumer will never consume again (librdkafka
                     // stops it); staying up would hold the replica's place
-                    // doing nothing. The orchestrator starts a fresh process,
-                    // whose init_transactions aborts the open transaction.
-                    return Err(consumer_fatal(self.index, code));
+                    // doing nothing. The open transaction is aborted first
+                    // (its outputs must not hold the last stable offset
+                    // back); a restarted process rejoins cleanly.
+                    return Err(self.consumer_failed(code, "the consumer reported it"));
                 }
                 Some(Err(e)) => {
                     // Consumer errors (broker down, topic gone) are reported
@@ -526,25 +548,41 @@ impl Loop<'_> {
                 "injected failure between produce and commit (EXACTLY_TEST_ABORT_EVERY)".into(),
             ));
         }
-        let offsets = match positions_to_commit(self.consumer, self.batch.partitions()) {
-            Ok(o) => {
-                if let Some((t, p, next)) = &self.in_hand {
-                    if let Some(mut e) = o.find_partition(t, *p) {
-                        let _ = e.set_offset(rdkafka::Offset::Offset(*next));
-                    }
+        // A fenced or otherwise fatal consumer has lost its group
+        // membership: no commit of it can be right.
+        if let Some((code, _)) = self.consumer.client().fatal_error() {
+            return Err(self.consumer_failed(code, "found before a commit"));
+        }
+        let mut offsets = match positions_to_commit(self.consumer, self.batch.partitions()) {
+            Ok(o) => o,
+            Err(e @ PositionError::Missing { .. }) => {
+                if let Some((code, _)) = self.consumer.client().fatal_error() {
+                    return Err(self.consumer_failed(code, &e.to_string()));
                 }
-                o
+                return self.on_failure(TxnFailure::Rebalanced(e.to_string()));
             }
-            Err(e) => {
-                return self.on_failure(TxnFailure::Abortable(format!("reading positions: {e}")))
-            }
+            Err(e) => return self.on_failure(TxnFailure::Abortable(e.to_string())),
         };
+        if let Some((t, p, next)) = &self.in_hand {
+            if let Some(mut e) = offsets.find_partition(t, *p) {
+                let _ = e.set_offset(rdkafka::Offset::Offset(*next));
+            }
+        }
+        // Starting positions fixed for never-committed partitions go with
+        // this commit; none of their records is in it.
+        let starts = self.ctx().starts();
+        for ((t, p), start) in &starts {
+            if offsets.find_partition(t, *p).is_none() {
+                let _ = offsets.add_partition_offset(t, *p, rdkafka::Offset::Offset(*start));
+            }
+        }
         let commit_started = Instant::now();
         self.batch.commit_started(commit_started);
-        let give_up = || self.ctx().give_up();
-        match self.ctx().output.commit(self.consumer, &offsets, &give_up) {
+        let left = || self.ctx().time_left();
+        match self.ctx().output.commit(self.consumer, &offsets, &left) {
             Ok(()) => {
                 self.ctx().set_txn_open(false);
+                self.ctx().starts_committed(&starts);
                 let took = self
                     .batch
                     .started()
@@ -576,12 +614,37 @@ impl Loop<'_> {
         }
     }
 
+    /// Commits the starting positions of never-committed partitions: with
+    /// the open transaction, or in a transaction of their own.
+    fn commit_starts(&mut self) -> anyhow::Result<()> {
+        if !self.batch.is_open() {
+            if let Err(f) = self.ctx().output.begin() {
+                return self.on_failure(f);
+            }
+            self.ctx().set_txn_open(true);
+            self.batch.open(Instant::now(), &self.policy);
+        }
+        self.commit()
+    }
+
     /// Abortable failures abort and rewind; fatal ones end the worker.
     fn on_failure(&mut self, failure: TxnFailure) -> anyhow::Result<()> {
+        let counts = matches!(failure, TxnFailure::Abortable(_));
         match failure {
             TxnFailure::Fatal(m) => Err(anyhow!("worker {}: fatal Kafka error: {m}", self.index)),
-            TxnFailure::Abortable(cause) => {
+            TxnFailure::MemberFenced(m) => {
+                Err(self.consumer_failed(RDKafkaErrorCode::FencedInstanceId, &m))
+            }
+            TxnFailure::Abortable(cause) | TxnFailure::Rebalanced(cause) => {
                 self.abort(&cause)?;
+                if self.shutdown.is_requested() {
+                    // Stopping: nothing is consumed again, so there is
+                    // nothing to rewind; the stop did not commit.
+                    return Err(anyhow!(
+                        "worker {}: the open transaction was aborted while stopping: {cause}",
+                        self.index
+                    ));
+                }
                 let isolating = self.isolating.take();
                 for (tag, error) in self.ctx().output.take_permanent_failures() {
                     let (input, dead_letter_failed) = self.origins.unpack(tag);
@@ -601,8 +664,10 @@ impl Loop<'_> {
                         },
                     );
                 }
-                self.aborts_in_a_row += 1;
-                self.last_abort_cause = cause;
+                if counts {
+                    self.aborts_in_a_row += 1;
+                    self.last_abort_cause = cause;
+                }
                 if self.aborts_in_a_row >= MAX_CONSECUTIVE_ABORTS && self.abort_every.is_none() {
                     return Err(anyhow!(
                         "worker {}: {} transactions in a row aborted on replay of the same input; last cause: {}",
@@ -618,8 +683,8 @@ impl Loop<'_> {
 
     fn abort(&mut self, cause: &str) -> anyhow::Result<()> {
         tracing::warn!(worker = self.index, cause, "aborting the transaction");
-        let give_up = || self.ctx().give_up();
-        let result = self.ctx().output.abort(&give_up);
+        let left = || self.ctx().time_left();
+        let result = self.ctx().output.abort(&left);
         self.ctx().set_txn_open(false);
         self.batch.reset();
         self.metrics.transaction_aborted();
@@ -629,7 +694,8 @@ impl Loop<'_> {
     fn rewind(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
-            match rewind(self.consumer, self.reset, REWIND_TIMEOUT) {
+            let starts = self.ctx().starts();
+            match rewind(self.consumer, &starts, self.reset, QUERY_TIMEOUT) {
                 Ok(n) => {
                     self.rewinds += 1;
                     self.metrics.rewound();
@@ -641,10 +707,11 @@ impl Loop<'_> {
                     return Ok(());
                 }
                 Err(e)
-                    if started.elapsed() < Duration::from_secs(60)
-                        && !self.shutdown.is_requested() =>
+                    if started.elapsed() < REWIND_RETRY_BUDGET && !self.shutdown.is_requested() =>
                 {
                     tracing::warn!(worker = self.index, error = %e, "rewind failed; retrying");
+                    // Backoff between attempts, not synchronisation.
+                    std::thread::sleep(REWIND_BACKOFF);
                 }
                 Err(e) => {
                     return Err(anyhow!(
@@ -656,7 +723,9 @@ impl Loop<'_> {
         }
     }
 
-    /// Graceful stop: commit what is open, within the stop budget.
+    /// Graceful stop: commit what is open, within the stop budget. A stop
+    /// whose final commit failed is an error: the process must not exit 0
+    /// as if everything consumed were committed.
     fn finish(&mut self) -> anyhow::Result<()> {
         if self.batch.is_open() {
             tracing::info!(
@@ -664,8 +733,14 @@ impl Loop<'_> {
                 records = self.batch.records(),
                 "stopping: committing the open transaction"
             );
-            if let Err(e) = self.commit() {
-                tracing::warn!(worker = self.index, error = %e, "could not commit on stop; the transaction was aborted");
+            let rewinds = self.rewinds;
+            self.commit()
+                .context("the final commit on stop did not succeed")?;
+            if self.rewinds != rewinds {
+                return Err(anyhow!(
+                    "worker {}: the final commit on stop did not succeed; the transaction was aborted",
+                    self.index
+                ));
             }
         }
         tracing::info!(
@@ -677,9 +752,32 @@ impl Loop<'_> {
     }
 }
 
+impl Loop<'_> {
+    /// The consumer failed fatally (`seen` says how that was noticed): the
+    /// open transaction is aborted as a best effort, so that its outputs do
+    /// not hold back the last stable offset, and the worker stops.
+    fn consumer_failed(&mut self, code: RDKafkaErrorCode, seen: &str) -> anyhow::Error {
+        if self.batch.is_open() && !self.ctx().output.is_fatal() {
+            let _ = self.abort("the consumer failed fatally");
+        }
+        consumer_fatal(self.index, code, seen)
+    }
+}
+
+/// `auto.offset.reset` of the consumer table, as a policy.
+fn reset_policy(settings: &Settings) -> ResetPolicy {
+    ResetPolicy::from_property(
+        settings
+            .kafka
+            .consumer
+            .get("auto.offset.reset")
+            .map(String::as_str),
+    )
+}
+
 /// The error a worker stops with when its consumer failed fatally, naming
 /// the likely cause for the one fatal consumer error librdkafka has.
-fn consumer_fatal(index: usize, code: RDKafkaErrorCode) -> anyhow::Error {
+fn consumer_fatal(index: usize, code: RDKafkaErrorCode, seen: &str) -> anyhow::Error {
     let hint = if code == RDKafkaErrorCode::FencedInstanceId {
         "; another consumer joined with this replica's group.instance.id (its transactional_id): \
          either two replicas share a transactional_id, or this one rejoined after its session \
@@ -688,7 +786,7 @@ fn consumer_fatal(index: usize, code: RDKafkaErrorCode) -> anyhow::Error {
     } else {
         ""
     };
-    anyhow!("worker {index}: the consumer failed fatally ({code:?}: {code}){hint}")
+    anyhow!("worker {index}: the consumer failed fatally ({code:?}: {code}; {seen}){hint}")
 }
 
 /// Copies an input record into the chain's owned form.
