@@ -10,6 +10,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+/// exactly's `transaction.timeout.ms`: an abandoned transaction (a replica
+/// that never comes back under the same id) blocks read_committed readers
+/// at most this long.
+pub const DEFAULT_TRANSACTION_TIMEOUT_MS: u64 = 10_000;
+
 /// Prefix of environment overrides: `EXACTLY__KAFKA__BOOTSTRAP_SERVERS`.
 pub const ENV_PREFIX: &str = "EXACTLY";
 const ENV_PREFIX_SEP: &str = "EXACTLY__";
@@ -493,6 +498,23 @@ impl Settings {
                 ));
             }
         }
+        if p.guarantee == Guarantee::ExactlyOnce {
+            let timeout = self.transaction_timeout_ms()?;
+            if p.commit_interval_ms >= timeout {
+                // The coordinator aborts a transaction older than its
+                // timeout; the producer then sees itself fenced and every
+                // transaction would end that way.
+                return Err(invalid(
+                    "processing.commit_interval_ms",
+                    format!(
+                        "{} ms is not below kafka.producer.\"transaction.timeout.ms\" ({timeout} ms): \
+                         every transaction would be aborted by the coordinator before it commits; \
+                         lower the interval or raise the timeout (leave room for the commit itself)",
+                        p.commit_interval_ms
+                    ),
+                ));
+            }
+        }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid(
                 "log.level",
@@ -503,6 +525,20 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// `transaction.timeout.ms` of the producer: the user's, or exactly's
+    /// default.
+    pub fn transaction_timeout_ms(&self) -> Result<u64, ConfigError> {
+        match self.kafka.producer.get("transaction.timeout.ms") {
+            None => Ok(DEFAULT_TRANSACTION_TIMEOUT_MS),
+            Some(v) => v.trim().parse().map_err(|_| {
+                invalid(
+                    "kafka.producer.\"transaction.timeout.ms\"",
+                    format!("`{v}` is not a number of milliseconds"),
+                )
+            }),
+        }
     }
 
     /// The transactional id this replica's producers derive theirs from.

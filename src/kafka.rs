@@ -38,9 +38,6 @@ const CONSUMER_DEFAULTS: &[(&str, &str)] = &[
 const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     // Same key, same partition as Kafka's Java clients would choose.
     ("partitioner", "murmur2_random"),
-    // An abandoned transaction (a replica that never comes back under the
-    // same id) blocks read_committed readers at most this long.
-    ("transaction.timeout.ms", "10000"),
     ("linger.ms", "5"),
     // After a commit the coordinator writes its markers; a new transaction's
     // first AddPartitionsToTxn is often answered CONCURRENT_TRANSACTIONS
@@ -127,11 +124,13 @@ pub fn producer_config(
 ) -> ClientConfig {
     let mut cfg = base(settings, client_id);
     for (k, v) in PRODUCER_DEFAULTS {
-        if settings.processing.guarantee == Guarantee::AtLeastOnce && *k == "transaction.timeout.ms"
-        {
-            continue;
-        }
         cfg.set(*k, *v);
+    }
+    if settings.processing.guarantee == Guarantee::ExactlyOnce {
+        cfg.set(
+            "transaction.timeout.ms",
+            crate::config::DEFAULT_TRANSACTION_TIMEOUT_MS.to_string(),
+        );
     }
     passthrough(&mut cfg, &settings.kafka.producer);
     match settings.processing.guarantee {

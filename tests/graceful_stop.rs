@@ -21,6 +21,12 @@ fn sigterm_commits_the_open_transaction_and_exits_0_within_10_s() {
     // A long transaction: the stop surely finds one open.
     cfg.commit_interval_ms = 60_000;
     cfg.max_batch_records = 1_000_000;
+    // A transaction may not outlive its timeout (check refuses the
+    // interval otherwise).
+    cfg.extra_env = vec![(
+        "EXACTLY__KAFKA__PRODUCER__TRANSACTION_TIMEOUT_MS".into(),
+        "120000".into(),
+    )];
     let mut daemon = Daemon::start(&cfg);
     daemon.wait_ready();
     wait_until("records in an open transaction", || {

@@ -276,3 +276,30 @@ fn secrets_are_masked_in_the_effective_settings() {
     assert!(shown.contains("********"));
     assert!(shown.contains("alice"));
 }
+
+#[test]
+fn a_commit_interval_the_transaction_timeout_would_cut_short_is_refused() {
+    // exactly's default timeout is 10 s.
+    let text = MINIMAL.replace("commit_interval_ms = 100", "commit_interval_ms = 10000");
+    let (key, msg) = err_of(&text, no_env());
+    assert_eq!(key, "processing.commit_interval_ms");
+    assert!(
+        msg.contains("transaction.timeout.ms") && msg.contains("10000 ms"),
+        "{msg}"
+    );
+    // A user timeout that fits makes the same interval valid...
+    let fits = text.replace(
+        "[kafka.producer]",
+        "[kafka.producer]\n\"transaction.timeout.ms\" = \"60000\"",
+    );
+    assert!(Settings::parse(&fits, no_env()).is_ok());
+    // ...one that does not is refused the same way, from the environment too.
+    let (key, _) = err_of(
+        MINIMAL,
+        env(&[("EXACTLY__KAFKA__PRODUCER__TRANSACTION_TIMEOUT_MS", "100")]),
+    );
+    assert_eq!(key, "processing.commit_interval_ms");
+    // at_least_once has no transaction to time out.
+    let alo = text.replace("\"exactly_once\"", "\"at_least_once\"");
+    assert!(Settings::parse(&alo, no_env()).is_ok());
+}

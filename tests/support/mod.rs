@@ -73,6 +73,23 @@ impl Broker {
             .success();
         assert!(ok, "broker restart failed");
     }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`) to the broker's JVM: `STOP`
+    /// freezes it with every connection open, the way a hung or partitioned
+    /// broker looks to its clients.
+    pub fn signal(&self, signal: &str) {
+        let dir = self
+            ._dir
+            .as_ref()
+            .expect("only an owned broker can be signalled");
+        let pid = std::fs::read_to_string(dir.path().join("pid")).expect("broker pid file");
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), pid.trim()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -{signal} of the broker failed");
+    }
 }
 
 fn start_owned_broker() -> Broker {

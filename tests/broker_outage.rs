@@ -1,0 +1,70 @@
+//! The broker becomes unreachable while the daemon holds an open
+//! transaction. This binary owns its broker (it freezes it), and its tests
+//! take turns.
+
+mod support;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use support::*;
+
+/// One fault at a time: every test here stops the one broker.
+static BROKER_TURN: Mutex<()> = Mutex::new(());
+
+#[test]
+fn a_stop_whose_final_commit_cannot_finish_exits_non_zero_within_the_budget() {
+    let _turn = BROKER_TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let broker = own_broker();
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("stop-fail", 2, 2);
+    let input = input_records(3_000, 7);
+    produce(&input_topic, &input);
+
+    let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
+    cfg.commit_interval_ms = 60_000;
+    cfg.max_batch_records = 1_000_000;
+    cfg.extra_env = vec![
+        (
+            "EXACTLY__PROCESSING__SHUTDOWN_TIMEOUT_MS".into(),
+            "4000".into(),
+        ),
+        (
+            "EXACTLY__KAFKA__PRODUCER__TRANSACTION_TIMEOUT_MS".into(),
+            "120000".into(),
+        ),
+    ];
+    let mut daemon = Daemon::start(&cfg);
+    daemon.wait_ready();
+    wait_until("records in an open transaction", || {
+        daemon.metric("exactly_records_consumed_total") >= 3_000.0
+    });
+
+    // The final commit cannot reach the broker.
+    broker.signal("STOP");
+    let (status, took) = daemon.terminate();
+    broker.signal("CONT");
+    let log = daemon.log_text();
+    assert!(
+        !status.success(),
+        "a stop that did not commit must not exit 0 ({status}, after {took:?}):\n{log}"
+    );
+    assert!(
+        log.contains("final commit"),
+        "the cause names the final commit:\n{log}"
+    );
+    // The budget bounds every call, not only the gaps between them: 4 s of
+    // budget, plus the second the supervisor grants, plus process exit.
+    assert!(took < Duration::from_secs(8), "stop took {took:?}:\n{log}");
+
+    // Nothing is lost: the restarted replica fences the unfinished
+    // transaction and processes the input again, once.
+    cfg.commit_interval_ms = 100;
+    let mut restarted = Daemon::start(&cfg);
+    wait_caught_up(&group, &input_topic, &mut [&mut restarted]);
+    let a = audit(&input, &read_all(&output_topic, "read_committed"));
+    assert!(a.is_exactly_once(), "{a:?}");
+}
