@@ -7,6 +7,9 @@ mod support;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use exactly::engine::topics::{OutputTopics, TopicState};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 use support::*;
 
 /// One fault at a time: every test here stops the one broker.
@@ -67,4 +70,37 @@ fn a_stop_whose_final_commit_cannot_finish_exits_non_zero_within_the_budget() {
     wait_caught_up(&group, &input_topic, &mut [&mut restarted]);
     let a = audit(&input, &read_all(&output_topic, "read_committed"));
     assert!(a.is_exactly_once(), "{a:?}");
+}
+
+#[test]
+fn a_metadata_request_without_an_answer_is_not_taken_for_a_missing_topic() {
+    let _turn = BROKER_TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let broker = own_broker();
+    let routed = unique("routed");
+    create_topic(&routed, 1);
+    let never_created = unique("never-created");
+    let client: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.bootstrap)
+        .create()
+        .unwrap();
+    let mut topics = OutputTopics::default();
+    // The broker's own answer: the topic does not exist.
+    assert_eq!(
+        topics.state(client.client(), &never_created),
+        Ok(TopicState::Missing)
+    );
+
+    // No answer at all: the broker is frozen with its connections open.
+    broker.signal("STOP");
+    let during = topics.state(client.client(), &routed);
+    broker.signal("CONT");
+    assert!(
+        during.is_err(),
+        "a request that got no answer says nothing about the topic: {during:?}"
+    );
+    // Nothing was cached from it: the next look sees the topic.
+    assert_eq!(
+        topics.state(client.client(), &routed),
+        Ok(TopicState::Exists)
+    );
 }

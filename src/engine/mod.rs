@@ -7,6 +7,7 @@
 //! - [`dead_letter`]: the record a failed input becomes in the dead-letter topic.
 //! - [`offsets`]: positions to commit, and rewinding to committed offsets.
 //! - [`quarantine`]: inputs whose outputs failed for good, kept from looping.
+//! - [`topics`]: which routed output topics exist, on the broker's word only.
 //! - [`errors`]: librdkafka error classes mapped to retry / abort / fatal.
 
 pub mod batch;
@@ -15,6 +16,7 @@ pub mod errors;
 pub mod offsets;
 pub mod quarantine;
 pub mod rebalance;
+pub mod topics;
 pub mod transaction;
 pub mod worker;
 

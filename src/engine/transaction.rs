@@ -28,13 +28,13 @@ pub enum TxnFailure {
     /// Counts toward the guard against replaying the same failure forever.
     #[error("{0}")]
     Abortable(String),
-    /// The group moved on while the transaction was open (a rebalance raced
-    /// the commit: `ILLEGAL_GENERATION`, `UNKNOWN_MEMBER_ID`,
-    /// `REBALANCE_IN_PROGRESS`). Abort and rewind like [`Self::Abortable`],
-    /// but it says nothing about the input, so it does not count toward the
-    /// guard.
+    /// Something that says nothing about the input interrupted the
+    /// transaction: a rebalance raced the commit (`ILLEGAL_GENERATION`,
+    /// `UNKNOWN_MEMBER_ID`, `REBALANCE_IN_PROGRESS`), a position vanished
+    /// with the assignment, a metadata request got no answer. Abort and
+    /// rewind like [`Self::Abortable`], without counting toward the guard.
     #[error("{0}")]
-    Rebalanced(String),
+    Interrupted(String),
     /// The group coordinator gave this replica's `group.instance.id` to
     /// another member (`FENCED_INSTANCE_ID`): no later commit can succeed.
     /// Abort as a best effort, then stop.
@@ -60,14 +60,14 @@ impl TxnFailure {
                     | RDKafkaErrorCode::UnknownMemberId
                     | RDKafkaErrorCode::RebalanceInProgress,
                 ),
-            ) => TxnFailure::Rebalanced(text),
+            ) => TxnFailure::Interrupted(text),
             _ => TxnFailure::Abortable(text),
         }
     }
 
     /// Whether the worker can abort, rewind and go on.
     pub fn is_abortable(&self) -> bool {
-        matches!(self, TxnFailure::Abortable(_) | TxnFailure::Rebalanced(_))
+        matches!(self, TxnFailure::Abortable(_) | TxnFailure::Interrupted(_))
     }
 }
 
@@ -502,7 +502,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rebalance_racing_the_commit_aborts_without_blaming_the_input() {
+    fn a_rebalance_racing_the_commit_interrupts_without_blaming_the_input() {
         for code in [
             RDKafkaErrorCode::IllegalGeneration,
             RDKafkaErrorCode::UnknownMemberId,
@@ -512,7 +512,7 @@ mod tests {
                 "send_offsets_to_transaction",
                 &KafkaError::ConsumerCommit(code),
             );
-            assert!(matches!(f, TxnFailure::Rebalanced(_)), "{code:?}: {f:?}");
+            assert!(matches!(f, TxnFailure::Interrupted(_)), "{code:?}: {f:?}");
             assert!(f.is_abortable());
         }
         let other = KafkaError::ConsumerCommit(RDKafkaErrorCode::MessageSizeTooLarge);

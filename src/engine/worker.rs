@@ -19,13 +19,12 @@ use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::ThreadedProducer;
 use rdkafka::Message;
 
-use std::collections::HashMap;
-
 use super::batch::{Batch, BatchPolicy};
 use super::dead_letter;
 use super::offsets::{positions_to_commit, rewind, PositionError, ResetPolicy};
 use super::quarantine::{Culprit, Origins, Quarantine, DEAD_LETTER_FLAG};
 use super::rebalance::{WorkerContext, QUERY_TIMEOUT};
+use super::topics::{OutputTopics, TopicState};
 use super::transaction::{DeliveryContext, Output, TxnFailure};
 use crate::config::{FailurePolicy, Settings};
 use crate::kafka;
@@ -189,7 +188,7 @@ fn drive(consumer: &BaseConsumer<WorkerContext>, spec: WorkerSpec) -> anyhow::Re
         dead_letter_topic: settings.dead_letter.topic.clone(),
         origins: Origins::new(&settings.input.topics),
         quarantine: Quarantine::default(),
-        known_topics: HashMap::new(),
+        topics: OutputTopics::default(),
         max_message_bytes: settings
             .kafka
             .producer
@@ -228,7 +227,8 @@ struct Loop<'a> {
     dead_letter_topic: Option<String>,
     origins: Origins,
     quarantine: Quarantine,
-    known_topics: HashMap<String, (bool, Instant)>,
+    /// Which routed output topics exist.
+    topics: OutputTopics,
     max_message_bytes: usize,
     /// The suspect input committed in a transaction of its own right now.
     isolating: Option<(String, i32, i64)>,
@@ -237,6 +237,14 @@ struct Loop<'a> {
     /// A polled record not yet processed while a commit runs: its
     /// partition commits its offset, not the consumer's position.
     in_hand: Option<(String, i32, i64)>,
+}
+
+/// Why a record's outputs cannot be sent.
+enum Refusal {
+    /// The record itself: its failure policy decides.
+    Record(RecordFailure),
+    /// Nothing to do with the record: the transaction ends this way.
+    Txn(TxnFailure),
 }
 
 /// A record the chain or the producer could not handle.
@@ -397,8 +405,12 @@ impl Loop<'_> {
             }
         }
         // After lineage: its headers count against message.max.bytes too.
-        if let Err(failure) = self.check_outputs() {
-            return self.record_failed(msg, to_record(msg), bytes, failure);
+        match self.check_outputs() {
+            Ok(()) => {}
+            Err(Refusal::Record(failure)) => {
+                return self.record_failed(msg, to_record(msg), bytes, failure)
+            }
+            Err(Refusal::Txn(f)) => return self.on_failure(f),
         }
         let tag = self.origins.pack(topic, partition, offset);
         let output = &self.consumer.context().output;
@@ -418,11 +430,11 @@ impl Loop<'_> {
 
     /// Checks what a broker or librdkafka would refuse for good, before any
     /// output of the record is sent: all of a record's outputs go, or none.
-    fn check_outputs(&mut self) -> Result<(), RecordFailure> {
+    fn check_outputs(&mut self) -> Result<(), Refusal> {
         for i in 0..self.outputs.len() {
             let size = self.outputs[i].wire_len();
             if size > self.max_message_bytes {
-                return Err(RecordFailure {
+                return Err(Refusal::Record(RecordFailure {
                     step: "produce".into(),
                     kind: "too_large",
                     message: format!(
@@ -430,45 +442,35 @@ impl Loop<'_> {
                         i, self.max_message_bytes
                     ),
                     dead_letter_failed: false,
-                });
+                }));
             }
-            if let Some(t) = self.outputs[i].topic.clone() {
-                if !self.topic_exists(&t) {
-                    return Err(RecordFailure {
+            let Some(t) = self.outputs[i].topic.as_deref() else {
+                continue;
+            };
+            if t == self.ctx().output.default_topic() {
+                continue;
+            }
+            match self.topics.state(self.consumer.client(), t) {
+                Ok(TopicState::Exists) => {}
+                Ok(TopicState::Missing) => {
+                    return Err(Refusal::Record(RecordFailure {
                         step: "produce".into(),
                         kind: "unknown_topic",
                         message: format!("output topic `{t}` does not exist"),
                         dead_letter_failed: false,
-                    });
+                    }))
                 }
+                Ok(TopicState::NotAuthorized) => {
+                    return Err(Refusal::Txn(TxnFailure::Fatal(format!(
+                        "not authorized to write to output topic `{t}` (a route step chose it); \
+                         grant this principal WRITE and DESCRIBE on it"
+                    ))))
+                }
+                // No authoritative answer: say nothing about the record.
+                Err(e) => return Err(Refusal::Txn(TxnFailure::Interrupted(e))),
             }
         }
         Ok(())
-    }
-
-    /// Whether `topic` exists, from a cache refreshed every 30 s for topics
-    /// found missing (they may be created meanwhile).
-    fn topic_exists(&mut self, topic: &str) -> bool {
-        if topic == self.ctx().output.default_topic() {
-            return true;
-        }
-        if let Some((exists, at)) = self.known_topics.get(topic) {
-            if *exists || at.elapsed() < Duration::from_secs(30) {
-                return *exists;
-            }
-        }
-        let exists = self
-            .consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .map(|m| {
-                m.topics()
-                    .iter()
-                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
-            })
-            .unwrap_or(false);
-        self.known_topics
-            .insert(topic.to_owned(), (exists, Instant::now()));
-        exists
     }
 
     /// Applies the failure policy to a record the chain or the producer
@@ -559,7 +561,7 @@ impl Loop<'_> {
                 if let Some((code, _)) = self.consumer.client().fatal_error() {
                     return Err(self.consumer_failed(code, &e.to_string()));
                 }
-                return self.on_failure(TxnFailure::Rebalanced(e.to_string()));
+                return self.on_failure(TxnFailure::Interrupted(e.to_string()));
             }
             Err(e) => return self.on_failure(TxnFailure::Abortable(e.to_string())),
         };
@@ -635,7 +637,7 @@ impl Loop<'_> {
             TxnFailure::MemberFenced(m) => {
                 Err(self.consumer_failed(RDKafkaErrorCode::FencedInstanceId, &m))
             }
-            TxnFailure::Abortable(cause) | TxnFailure::Rebalanced(cause) => {
+            TxnFailure::Abortable(cause) | TxnFailure::Interrupted(cause) => {
                 self.abort(&cause)?;
                 if self.shutdown.is_requested() {
                     // Stopping: nothing is consumed again, so there is
