@@ -7,6 +7,8 @@
 #                                               format + start a broker on free loopback ports;
 #                                               prints its bootstrap address when it serves metadata
 #   scripts/kafka.sh restart DIR [--hard]       stop (kill -9 with --hard) and start the same broker
+#   scripts/kafka.sh kill DIR                   kill -9 the broker (an outage begins)
+#   scripts/kafka.sh resume DIR                 start a killed or stopped broker again (same ports, data)
 #   scripts/kafka.sh stop DIR                   stop the broker started in DIR (by pid)
 #   scripts/kafka.sh topic DIR NAME PARTITIONS  create a topic
 #   scripts/kafka.sh tool DIR CLASS [ARGS...]   run a Kafka tool class with the broker's classpath
@@ -160,6 +162,19 @@ restart() {
   log "broker restarted at $(cat "$dir/bootstrap")"
 }
 
+kill_hard() {
+  local dir=${1:?usage: kafka.sh kill DIR}
+  [ -f "$dir/pid" ] && stop_pid "$(cat "$dir/pid")" KILL
+  rm -f "$dir/pid"
+}
+
+resume() {
+  local dir=${1:?usage: kafka.sh resume DIR}
+  [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null && die "the broker in $dir is running"
+  launch "$dir"
+  log "broker back at $(cat "$dir/bootstrap")"
+}
+
 topic() {
   local dir=${1:?usage: kafka.sh topic DIR NAME PARTITIONS} name=${2:?topic name} parts=${3:-1}
   KAFKA_LOG_DIR="$dir/logs" run_java org.apache.kafka.tools.TopicCommand \
@@ -181,7 +196,9 @@ case "$cmd" in
   start) start "$@" ;;
   stop) stop "$@" ;;
   restart) restart "$@" ;;
+  kill) kill_hard "$@" ;;
+  resume) resume "$@" ;;
   topic) topic "$@" ;;
   tool) tool "$@" ;;
-  *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,18p' "$0" >&2; exit 2 ;;
 esac

@@ -5,7 +5,7 @@
 mod support;
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use exactly::engine::topics::{OutputTopics, TopicState};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -103,4 +103,61 @@ fn a_metadata_request_without_an_answer_is_not_taken_for_a_missing_topic() {
         topics.state(client.client(), &routed),
         Ok(TopicState::Exists)
     );
+}
+
+/// How long the broker stays down: longer than the transaction timeout
+/// (10 s) and the consumer's session timeout (6 s in tests), so that the
+/// open transaction is aborted by the coordinator and the group membership
+/// expires on the client's side, as in a real outage.
+const OUTAGE: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_60_s_broker_outage_is_ridden_out_in_process_with_exactly_once_and_order() {
+    let _turn = BROKER_TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let broker = own_broker();
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("outage", 4, 4);
+    let input = input_records(30_000, 31);
+    let writer = produce_paced(&input_topic, input.clone(), 2_000);
+
+    let cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
+    let mut daemon = Daemon::start(&cfg);
+    daemon.wait_produced(2_000.0);
+    wait_until("a transaction holding records", || {
+        daemon.metric("exactly_records_consumed_total")
+            > daemon.metric("exactly_records_produced_total")
+    });
+
+    broker.kill();
+    // The outage's length is the fault itself, not a wait for a condition.
+    std::thread::sleep(OUTAGE);
+    daemon.assert_alive();
+    let committed_before = daemon.metric("exactly_records_produced_total");
+    let back = Instant::now();
+    broker.resume();
+    wait_until("the first commit after the broker's return", || {
+        daemon.assert_alive();
+        daemon.metric("exactly_records_produced_total") > committed_before
+    });
+    // A figure for the docs, not an assertion.
+    eprintln!(
+        "outage of {OUTAGE:?}: first commit {:?} after the broker was started again (its own start-up included); recoveries: {:?}",
+        back.elapsed(),
+        daemon
+            .log_text()
+            .lines()
+            .filter(|l| l.contains("recovering in-process"))
+            .map(strip_ansi)
+            .collect::<Vec<_>>()
+    );
+
+    writer.join().unwrap();
+    wait_caught_up(&group, &input_topic, &mut [&mut daemon]);
+    daemon.assert_alive();
+    let a = audit(&input, &read_all(&output_topic, "read_committed"));
+    assert!(a.is_exactly_once(), "{a:?}");
+    assert_eq!(a.order_violations, 0, "{a:?}");
 }

@@ -136,20 +136,6 @@ impl Fleet {
     }
 }
 
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut esc = false;
-    for c in s.chars() {
-        match (esc, c) {
-            (false, '\u{1b}') => esc = true,
-            (true, 'm') => esc = false,
-            (true, _) => {}
-            (false, c) => out.push(c),
-        }
-    }
-    out
-}
-
 /// Watches the output as a read_committed reader does and records the
 /// longest gap between two arrivals.
 struct Monitor {

@@ -172,3 +172,54 @@ fn a_member_fenced_at_commit_exits_1_at_once_naming_the_group_instance_id() {
     assert!(a.is_exactly_once(), "{a:?} (interloper polled {polled})");
     assert_eq!(a.order_violations, 0, "{a:?}");
 }
+
+#[test]
+fn a_transaction_that_outlives_its_timeout_recovers_in_process_without_exiting() {
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("txn-timeout", 4, 4);
+    let input = input_records(20_000, 31);
+    let writer = produce_paced(&input_topic, input.clone(), 2_000);
+
+    let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
+    cfg.extra_env = vec![
+        // The coordinator aborts a transaction open this long (its sweep
+        // runs every 10 s), and bumps the producer's epoch.
+        (
+            "EXACTLY__KAFKA__PRODUCER__TRANSACTION_TIMEOUT_MS".into(),
+            "3000".into(),
+        ),
+        // The group keeps the member through the pause: only the
+        // producer side is fenced.
+        (
+            "EXACTLY__KAFKA__CONSUMER__SESSION_TIMEOUT_MS".into(),
+            "60000".into(),
+        ),
+    ];
+    let mut daemon = Daemon::start(&cfg);
+    daemon.wait_produced(2_000.0);
+    wait_until("a transaction holding records", || {
+        daemon.metric("exactly_records_consumed_total")
+            > daemon.metric("exactly_records_produced_total")
+    });
+    // Paused for longer than timeout + sweep interval: when it resumes, its
+    // transaction is gone and its next call is refused as fenced, although
+    // no other instance exists.
+    daemon.signal("STOP");
+    std::thread::sleep(Duration::from_secs(25)); // the fault's length
+    daemon.signal("CONT");
+
+    writer.join().unwrap();
+    wait_caught_up(&group, &input_topic, &mut [&mut daemon]);
+    daemon.assert_alive();
+    assert!(
+        daemon.metric("exactly_worker_recoveries_total{cause=\"transaction_timed_out\"}") >= 1.0,
+        "the worker replaced its clients in-process:\n{}",
+        daemon.log_text()
+    );
+    let a = audit(&input, &read_all(&output_topic, "read_committed"));
+    assert!(a.is_exactly_once(), "{a:?}");
+    assert_eq!(a.order_violations, 0, "{a:?}");
+}

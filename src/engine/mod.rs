@@ -8,6 +8,8 @@
 //! - [`offsets`]: positions to commit, and rewinding to committed offsets.
 //! - [`quarantine`]: inputs whose outputs failed for good, kept from looping.
 //! - [`topics`]: which routed output topics exist, on the broker's word only.
+//! - [`recovery`]: telling a rival's fence from one of the worker's own
+//!   making, and bounding in-process recoveries.
 //! - [`errors`]: librdkafka error classes mapped to retry / abort / fatal.
 
 pub mod batch;
@@ -16,6 +18,7 @@ pub mod errors;
 pub mod offsets;
 pub mod quarantine;
 pub mod rebalance;
+pub mod recovery;
 pub mod topics;
 pub mod transaction;
 pub mod worker;

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
@@ -44,6 +44,9 @@ pub struct WorkerContext {
     /// Starting positions fixed for partitions assigned without a committed
     /// offset, until they are committed.
     starts: Mutex<Starts>,
+    /// When the assignment was last lost (a session timeout, an unknown
+    /// member): a fence soon after may be of the member's own making.
+    lost_at: Mutex<Option<Instant>>,
 }
 
 impl WorkerContext {
@@ -69,6 +72,7 @@ impl WorkerContext {
             rewind_needed: AtomicBool::new(false),
             fatal: Mutex::new(None),
             starts: Mutex::new(Starts::new()),
+            lost_at: Mutex::new(None),
         }
     }
 
@@ -93,6 +97,11 @@ impl WorkerContext {
         self.shutdown
             .is_requested()
             .then(|| self.shutdown.budget_left(self.shutdown_budget))
+    }
+
+    /// When the assignment was last lost.
+    pub fn lost_at(&self) -> Option<Instant> {
+        *self.lost_at.lock().expect("lost_at lock")
     }
 
     /// The starting positions fixed but not yet committed.
@@ -228,6 +237,9 @@ impl WorkerContext {
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let lost = consumer.assignment_lost();
         let event = if lost { "lost" } else { "revoked" };
+        if lost {
+            *self.lost_at.lock().expect("lost_at lock") = Some(Instant::now());
+        }
         tracing::info!(
             worker = self.index,
             partitions = tpl.count(),

@@ -40,7 +40,14 @@ pub enum TxnFailure {
     /// Abort as a best effort, then stop.
     #[error("{0}")]
     MemberFenced(String),
-    /// The producer is fenced or in an unknown state; the worker must stop.
+    /// A retriable call kept failing for the whole retry budget (the
+    /// cluster did not answer). The producer is not known to be broken,
+    /// but its transaction has outlived any timeout: the worker replaces
+    /// its clients or stops.
+    #[error("{0}")]
+    TimedOut(String),
+    /// The producer is fenced or in an unknown state; the worker must stop
+    /// (or replace its clients, when no other instance can be the cause).
     #[error("{0}")]
     Fatal(String),
 }
@@ -197,6 +204,11 @@ impl Output {
         self.fatal_cause().is_some()
     }
 
+    /// The code of librdkafka's fatal error on the producer, if it has one.
+    pub fn fatal_code(&self) -> Option<RDKafkaErrorCode> {
+        self.producer.client().fatal_error().map(|(code, _)| code)
+    }
+
     fn fatal_cause(&self) -> Option<String> {
         if let Some((code, message)) = self.producer.client().fatal_error() {
             return Some(format!(
@@ -273,10 +285,11 @@ impl Output {
         retry("init_transactions", left, |t| {
             self.producer.init_transactions(t)
         })
-        .map_err(|f| {
+        .map_err(|f| match f {
             // Nothing is open yet, so "abortable" cannot apply; a producer
             // that cannot initialise is not usable.
-            TxnFailure::Fatal(f.to_string())
+            f if f.is_abortable() => TxnFailure::Fatal(f.to_string()),
+            f => f,
         })
     }
 
@@ -478,7 +491,7 @@ fn retry(
                 tracing::warn!(call, error = %err, "retrying");
             }
             Action::Retry => {
-                return Err(TxnFailure::Fatal(format!(
+                return Err(TxnFailure::TimedOut(format!(
                     "{call} did not succeed within {} s: {err}",
                     started.elapsed().as_secs()
                 )))

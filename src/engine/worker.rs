@@ -10,6 +10,7 @@
 //!                            any abortable failure ──► abort ──► rewind
 //! ```
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
@@ -24,6 +25,7 @@ use super::dead_letter;
 use super::offsets::{positions_to_commit, rewind, PositionError, ResetPolicy};
 use super::quarantine::{Culprit, Origins, Quarantine, DEAD_LETTER_FLAG};
 use super::rebalance::{WorkerContext, QUERY_TIMEOUT};
+use super::recovery::{lost_recently, outlived_timeout, Recoverable, Recoveries};
 use super::topics::{OutputTopics, TopicState};
 use super::transaction::{DeliveryContext, Output, TxnFailure};
 use crate::config::{FailurePolicy, Settings};
@@ -77,8 +79,13 @@ pub struct Finished {
     /// `Ok` after a requested stop, `Err` with the cause of a fatal error.
     pub result: anyhow::Result<()>,
     /// The consumer, which owns the producer through its context.
-    pub clients: Option<BaseConsumer<WorkerContext>>,
+    pub clients: Option<Clients>,
 }
+
+/// A worker's consumer, which owns its producer through its context. Shared
+/// so that the loop can poll a handle of its own while it may replace the
+/// clients (an in-process recovery).
+pub type Clients = Arc<BaseConsumer<WorkerContext>>;
 
 /// Runs worker `spec.index` until a stop is requested or a fatal error.
 pub fn run_worker(spec: WorkerSpec) -> Finished {
@@ -92,15 +99,31 @@ pub fn run_worker(spec: WorkerSpec) -> Finished {
             };
         }
     };
-    let result = drive(&consumer, spec);
+    let (health, index) = (spec.health.clone(), spec.index);
+    let mut worker = match Loop::new(consumer.clone(), spec) {
+        Ok(w) => w,
+        Err(e) => {
+            health.set_failed();
+            return Finished {
+                result: Err(e),
+                clients: Some(consumer),
+            };
+        }
+    };
+    drop(consumer);
+    let result = worker.start().and_then(|()| worker.run());
+    health.worker(index).set_producer_ready(false);
+    if result.is_err() {
+        health.set_failed();
+    }
     Finished {
         result,
-        clients: Some(consumer),
+        clients: Some(worker.consumer),
     }
 }
 
 /// The worker's producer (inside the consumer's context) and consumer.
-fn build_clients(spec: &WorkerSpec) -> anyhow::Result<BaseConsumer<WorkerContext>> {
+fn build_clients(spec: &WorkerSpec) -> anyhow::Result<Clients> {
     let WorkerSpec {
         index,
         settings,
@@ -131,85 +154,17 @@ fn build_clients(spec: &WorkerSpec) -> anyhow::Result<BaseConsumer<WorkerContext
         budget,
         reset_policy(settings),
     );
-    kafka::consumer_config(settings, &client_id, &txn_id)
+    let consumer = kafka::consumer_config(settings, &client_id, &txn_id)
         .create_with_context(context)
-        .context("cannot create the consumer from [kafka.consumer]")
+        .context("cannot create the consumer from [kafka.consumer]")?;
+    Ok(Arc::new(consumer))
 }
 
-/// Initialises the producer, subscribes, and runs the loop.
-fn drive(consumer: &BaseConsumer<WorkerContext>, spec: WorkerSpec) -> anyhow::Result<()> {
-    let WorkerSpec {
-        index,
-        settings,
-        registry,
-        metrics,
-        health,
-        shutdown,
-    } = spec;
-    let chain = registry
-        .build(
-            &settings.transform,
-            settings.input.format,
-            settings.output.format,
-        )
-        .map_err(|e| anyhow!("invalid transform chain: {e}"))?;
-    let txn_id = settings.worker_transactional_id(index);
-    let budget = Duration::from_millis(settings.processing.shutdown_timeout_ms);
-    // A stop requested during start-up ends the initialisation at once.
-    let left = || shutdown.is_requested().then_some(Duration::ZERO);
-    tracing::info!(worker = index, transactional_id = %txn_id, guarantee = %settings.processing.guarantee, "initialising the producer");
-    consumer.context().output.init(&left).map_err(|f| {
-        anyhow!("worker {index} cannot initialise transactional id `{txn_id}`: {f}")
-    })?;
-    health.worker(index).set_producer_ready(true);
-
-    let topics: Vec<&str> = settings.input.topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .with_context(|| format!("cannot subscribe to {topics:?}"))?;
-
-    let mut loop_ = Loop {
-        index,
-        consumer,
-        metrics,
-        shutdown: shutdown.clone(),
-        policy: BatchPolicy::from(&settings.processing),
-        reset: reset_policy(&settings),
-        chain,
-        batch: Batch::default(),
-        outputs: Vec::new(),
-        budget,
-        aborts_in_a_row: 0,
-        last_abort_cause: String::new(),
-        abort_every: injected_abort_every(),
-        transactions: 0,
-        lineage: settings.output.lineage,
-        on_failure_policy: settings.dead_letter.effective_policy(),
-        dead_letter_topic: settings.dead_letter.topic.clone(),
-        origins: Origins::new(&settings.input.topics),
-        quarantine: Quarantine::default(),
-        topics: OutputTopics::default(),
-        max_message_bytes: settings
-            .kafka
-            .producer
-            .get("message.max.bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000),
-        isolating: None,
-        rewinds: 0,
-        in_hand: None,
-    };
-    let result = loop_.run();
-    health.worker(index).set_producer_ready(false);
-    if result.is_err() {
-        health.set_failed();
-    }
-    result
-}
-
-struct Loop<'a> {
+struct Loop {
     index: usize,
-    consumer: &'a BaseConsumer<WorkerContext>,
+    consumer: Clients,
+    /// What the clients are built from, again on a recovery.
+    spec: WorkerSpec,
     metrics: Metrics,
     shutdown: Shutdown,
     policy: BatchPolicy,
@@ -237,6 +192,16 @@ struct Loop<'a> {
     /// A polled record not yet processed while a commit runs: its
     /// partition commits its offset, not the consumer's position.
     in_hand: Option<(String, i32, i64)>,
+    /// When the open transaction began (kept until it commits or its abort
+    /// succeeds): a producer fenced after the transaction timeout may have
+    /// been fenced by the coordinator's own clock rather than by a rival.
+    txn_began: Option<Instant>,
+    /// The producer's `transaction.timeout.ms`.
+    txn_timeout: Duration,
+    /// The consumer's `session.timeout.ms`.
+    session_timeout: Duration,
+    /// Recent in-process recoveries, to bound them.
+    recoveries: Recoveries,
 }
 
 /// Why a record's outputs cannot be sent.
@@ -259,21 +224,186 @@ pub struct RecordFailure {
     pub dead_letter_failed: bool,
 }
 
-impl Loop<'_> {
+impl Loop {
+    /// The loop around `consumer`, before its producer is initialised.
+    fn new(consumer: Clients, spec: WorkerSpec) -> anyhow::Result<Loop> {
+        let settings = &spec.settings;
+        let chain = spec
+            .registry
+            .build(
+                &settings.transform,
+                settings.input.format,
+                settings.output.format,
+            )
+            .map_err(|e| anyhow!("invalid transform chain: {e}"))?;
+        let millis = |table: &std::collections::BTreeMap<String, String>, key, default| {
+            Duration::from_millis(
+                table
+                    .get(key)
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(default),
+            )
+        };
+        Ok(Loop {
+            index: spec.index,
+            consumer,
+            metrics: spec.metrics.clone(),
+            shutdown: spec.shutdown.clone(),
+            policy: BatchPolicy::from(&settings.processing),
+            reset: reset_policy(settings),
+            chain,
+            batch: Batch::default(),
+            outputs: Vec::new(),
+            budget: Duration::from_millis(settings.processing.shutdown_timeout_ms),
+            aborts_in_a_row: 0,
+            last_abort_cause: String::new(),
+            abort_every: injected_abort_every(),
+            transactions: 0,
+            lineage: settings.output.lineage,
+            on_failure_policy: settings.dead_letter.effective_policy(),
+            dead_letter_topic: settings.dead_letter.topic.clone(),
+            origins: Origins::new(&settings.input.topics),
+            quarantine: Quarantine::default(),
+            topics: OutputTopics::default(),
+            max_message_bytes: settings
+                .kafka
+                .producer
+                .get("message.max.bytes")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_000_000),
+            isolating: None,
+            rewinds: 0,
+            in_hand: None,
+            txn_began: None,
+            txn_timeout: Duration::from_millis(
+                settings
+                    .transaction_timeout_ms()
+                    .unwrap_or(crate::config::DEFAULT_TRANSACTION_TIMEOUT_MS),
+            ),
+            session_timeout: millis(&settings.kafka.consumer, "session.timeout.ms", 45_000),
+            recoveries: Recoveries::default(),
+            spec,
+        })
+    }
+
+    /// Initialises the producer (fencing any earlier instance with the same
+    /// transactional id and aborting its open transaction) and subscribes.
+    fn start(&mut self) -> anyhow::Result<()> {
+        let index = self.index;
+        let settings = &self.spec.settings;
+        let txn_id = settings.worker_transactional_id(index);
+        // A stop requested during start-up ends the initialisation at once.
+        let shutdown = self.shutdown.clone();
+        let left = || shutdown.is_requested().then_some(Duration::ZERO);
+        tracing::info!(worker = index, transactional_id = %txn_id, guarantee = %settings.processing.guarantee, "initialising the producer");
+        if let Err(f) = self.consumer.context().output.init(&left) {
+            let cause =
+                format!("worker {index} cannot initialise transactional id `{txn_id}`: {f}");
+            return Err(match f {
+                TxnFailure::TimedOut(_) => Recoverable::new("init_timed_out", cause).into(),
+                _ => anyhow!(cause),
+            });
+        }
+        self.spec.health.worker(index).set_producer_ready(true);
+        let topics: Vec<&str> = settings.input.topics.iter().map(String::as_str).collect();
+        self.consumer
+            .subscribe(&topics)
+            .with_context(|| format!("cannot subscribe to {topics:?}"))
+    }
+
+    /// Runs the loop; a fence of the worker's own making (no rival) is
+    /// recovered from in-process, a bounded number of times.
+    fn run(&mut self) -> anyhow::Result<()> {
+        loop {
+            let error = match self.run_clients() {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let Some(cause) = error.downcast_ref::<Recoverable>().cloned() else {
+                return Err(error);
+            };
+            if self.shutdown.is_requested() {
+                return Err(error);
+            }
+            if let Err(exhausted) = self.recoveries.allow(Instant::now()) {
+                return Err(error.context(exhausted));
+            }
+            self.recover(&cause)?;
+        }
+    }
+
+    /// Replaces the producer and the consumer with new ones under the same
+    /// transactional id and `group.instance.id`: what a restart of the
+    /// process would do, without the restart. The new producer's
+    /// `init_transactions` fences the old one and aborts its transaction;
+    /// the new consumer rejoins and resumes from the committed offsets.
+    fn recover(&mut self, cause: &Recoverable) -> anyhow::Result<()> {
+        tracing::warn!(
+            worker = self.index,
+            cause = %cause.message,
+            "recovering in-process: a new producer and consumer under the same ids (no other instance holds them)"
+        );
+        self.metrics.worker_recovered(cause.kind);
+        self.spec
+            .health
+            .worker(self.index)
+            .set_producer_ready(false);
+        let mut fresh = Err(anyhow!("not built"));
+        for _ in 0..3 {
+            fresh = build_clients(&self.spec);
+            if fresh.is_ok() {
+                break;
+            }
+        }
+        let old = std::mem::replace(&mut self.consumer, fresh?);
+        // The old clients must not act again: no abort from their revoke
+        // callback when they close. Their cleanup may block on a broken
+        // producer, so it runs on a thread of its own.
+        old.context().set_txn_open(false);
+        let _ = std::thread::Builder::new()
+            .name(format!("worker-{}-retired", self.index))
+            .spawn(move || drop(old));
+        self.batch.reset();
+        self.isolating = None;
+        self.in_hand = None;
+        self.txn_began = None;
+        self.aborts_in_a_row = 0;
+        loop {
+            match self.start() {
+                Ok(()) => return Ok(()),
+                Err(e) if e.downcast_ref::<Recoverable>().is_some() => {
+                    // The cluster is still unreachable: keep waiting, within
+                    // the recovery bound.
+                    if self.shutdown.is_requested() {
+                        return Err(e);
+                    }
+                    if let Err(exhausted) = self.recoveries.allow(Instant::now()) {
+                        return Err(e.context(exhausted));
+                    }
+                    tracing::warn!(worker = self.index, error = %format!("{e:#}"), "still cannot initialise; retrying");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn ctx(&self) -> &WorkerContext {
         self.consumer.context()
     }
 
-    fn run(&mut self) -> anyhow::Result<()> {
+    fn run_clients(&mut self) -> anyhow::Result<()> {
         // One clock read per record: the time after processing one record
         // is the time before polling the next (clock reads showed up in
         // profiles at several percent of the worker's time).
         let mut now = Instant::now();
         while !self.shutdown.is_requested() {
             let timeout = self.batch.time_left(now, IDLE_POLL);
-            let polled = self.consumer.poll(timeout);
+            // A handle of its own: a record borrows it while the loop may
+            // replace `self.consumer`.
+            let consumer = self.consumer.clone();
+            let polled = consumer.poll(timeout);
             if let Some(cause) = self.ctx().take_fatal() {
-                return Err(anyhow!("worker {}: {cause}", self.index));
+                return Err(self.producer_failed(&cause, false));
             }
             if self.ctx().take_rewind_needed() {
                 // The transaction was ended by a rebalance; anything polled
@@ -281,6 +411,7 @@ impl Loop<'_> {
                 // records, so it is dropped and fetched again.
                 drop(polled);
                 self.batch.reset();
+                self.txn_began = None;
                 // A suspect being isolated was aborted with the rest; it
                 // stays a suspect and is isolated again on replay.
                 self.isolating = None;
@@ -366,11 +497,7 @@ impl Loop<'_> {
             }
         }
         if !self.batch.is_open() {
-            if let Err(f) = self.ctx().output.begin() {
-                return self.on_failure(f);
-            }
-            self.ctx().set_txn_open(true);
-            self.batch.open(Instant::now(), &self.policy);
+            self.begin()?;
         }
         let record = to_record(msg);
         let bytes = record.payload_len();
@@ -555,7 +682,7 @@ impl Loop<'_> {
         if let Some((code, _)) = self.consumer.client().fatal_error() {
             return Err(self.consumer_failed(code, "found before a commit"));
         }
-        let mut offsets = match positions_to_commit(self.consumer, self.batch.partitions()) {
+        let mut offsets = match positions_to_commit(&self.consumer, self.batch.partitions()) {
             Ok(o) => o,
             Err(e @ PositionError::Missing { .. }) => {
                 if let Some((code, _)) = self.consumer.client().fatal_error() {
@@ -581,9 +708,10 @@ impl Loop<'_> {
         let commit_started = Instant::now();
         self.batch.commit_started(commit_started);
         let left = || self.ctx().time_left();
-        match self.ctx().output.commit(self.consumer, &offsets, &left) {
+        match self.ctx().output.commit(&self.consumer, &offsets, &left) {
             Ok(()) => {
                 self.ctx().set_txn_open(false);
+                self.txn_began = None;
                 self.ctx().starts_committed(&starts);
                 let took = self
                     .batch
@@ -616,15 +744,23 @@ impl Loop<'_> {
         }
     }
 
+    /// Opens a transaction (a batch, in at_least_once mode).
+    fn begin(&mut self) -> anyhow::Result<()> {
+        if let Err(f) = self.ctx().output.begin() {
+            return self.on_failure(f);
+        }
+        let now = Instant::now();
+        self.ctx().set_txn_open(true);
+        self.batch.open(now, &self.policy);
+        self.txn_began = Some(now);
+        Ok(())
+    }
+
     /// Commits the starting positions of never-committed partitions: with
     /// the open transaction, or in a transaction of their own.
     fn commit_starts(&mut self) -> anyhow::Result<()> {
         if !self.batch.is_open() {
-            if let Err(f) = self.ctx().output.begin() {
-                return self.on_failure(f);
-            }
-            self.ctx().set_txn_open(true);
-            self.batch.open(Instant::now(), &self.policy);
+            self.begin()?;
         }
         self.commit()
     }
@@ -633,7 +769,13 @@ impl Loop<'_> {
     fn on_failure(&mut self, failure: TxnFailure) -> anyhow::Result<()> {
         let counts = matches!(failure, TxnFailure::Abortable(_));
         match failure {
-            TxnFailure::Fatal(m) => Err(anyhow!("worker {}: fatal Kafka error: {m}", self.index)),
+            TxnFailure::Fatal(m) => Err(self.producer_failed(&m, false)),
+            TxnFailure::TimedOut(m) => {
+                // Whatever the transaction holds is not to be trusted: end
+                // it as a best effort before the clients are replaced.
+                let _ = self.abort(&m);
+                Err(self.producer_failed(&m, true))
+            }
             TxnFailure::MemberFenced(m) => {
                 Err(self.consumer_failed(RDKafkaErrorCode::FencedInstanceId, &m))
             }
@@ -690,14 +832,53 @@ impl Loop<'_> {
         self.ctx().set_txn_open(false);
         self.batch.reset();
         self.metrics.transaction_aborted();
-        result.map_err(|f| anyhow!("worker {}: abort failed: {f}", self.index))
+        match result {
+            Ok(()) => {
+                self.txn_began = None;
+                Ok(())
+            }
+            Err(f) => {
+                let timed_out = matches!(f, TxnFailure::TimedOut(_));
+                Err(self.producer_failed(&format!("abort failed: {f}"), timed_out))
+            }
+        }
+    }
+
+    /// The error a producer failure ends the worker with: recoverable when
+    /// no rival can have caused it (see `recovery`), fatal otherwise.
+    fn producer_failed(&self, cause: &str, timed_out: bool) -> anyhow::Error {
+        let message = format!("worker {}: fatal Kafka error: {cause}", self.index);
+        if timed_out {
+            return Recoverable::new("unanswered", message).into();
+        }
+        let fenced = matches!(
+            self.ctx().output.fatal_code(),
+            Some(
+                RDKafkaErrorCode::Fenced
+                    | RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::InvalidTransactionalState
+            )
+        );
+        if fenced && outlived_timeout(self.txn_began, Instant::now(), self.txn_timeout) {
+            return Recoverable::new(
+                "transaction_timed_out",
+                format!(
+                    "{message} (the transaction had been open longer than transaction.timeout.ms = {} ms, \
+                     so the coordinator aborted it: no other instance is involved)",
+                    self.txn_timeout.as_millis()
+                ),
+            )
+            .into();
+        }
+        anyhow!(message)
     }
 
     fn rewind(&mut self) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
             let starts = self.ctx().starts();
-            match rewind(self.consumer, &starts, self.reset, QUERY_TIMEOUT) {
+            match rewind(&self.consumer, &starts, self.reset, QUERY_TIMEOUT) {
                 Ok(n) => {
                     self.rewinds += 1;
                     self.metrics.rewound();
@@ -754,7 +935,7 @@ impl Loop<'_> {
     }
 }
 
-impl Loop<'_> {
+impl Loop {
     /// The consumer failed fatally (`seen` says how that was noticed): the
     /// open transaction is aborted as a best effort, so that its outputs do
     /// not hold back the last stable offset, and the worker stops.
@@ -762,7 +943,20 @@ impl Loop<'_> {
         if self.batch.is_open() && !self.ctx().output.is_fatal() {
             let _ = self.abort("the consumer failed fatally");
         }
-        consumer_fatal(self.index, code, seen)
+        let error = consumer_fatal(self.index, code, seen);
+        if code == RDKafkaErrorCode::FencedInstanceId
+            && lost_recently(self.ctx().lost_at(), Instant::now(), self.session_timeout)
+        {
+            // The assignment was lost to a session timeout just before: the
+            // rejoin under the same group.instance.id fenced the member's
+            // own earlier membership.
+            return Recoverable::new(
+                "session_expired",
+                format!("{error:#} (after this member's own session expired)"),
+            )
+            .into();
+        }
+        error
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Metrics {
     filtered: IntCounter,
     skipped: IntCounter,
     output_records: IntCounterVec,
+    recoveries: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -133,7 +134,16 @@ impl Metrics {
             &["topic"],
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let recoveries = IntCounterVec::new(
+            Opts::new(
+                "exactly_worker_recoveries_total",
+                "Workers that replaced their producer and consumer in-process after fencing themselves (a transaction outlived its timeout, a session expired during a broker outage), by cause",
+            ),
+            &["cause"],
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+            Box::new(recoveries.clone()),
             Box::new(transform_errors.clone()),
             Box::new(dead_letters.clone()),
             Box::new(filtered.clone()),
@@ -172,7 +182,13 @@ impl Metrics {
             filtered,
             skipped,
             output_records,
+            recoveries,
         }
+    }
+
+    /// A worker recovered in-process from a fence of its own making.
+    pub fn worker_recovered(&self, cause: &str) {
+        self.recoveries.with_label_values(&[cause]).inc();
     }
 
     /// A transaction committed with these failed and dropped records.

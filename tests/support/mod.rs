@@ -74,6 +74,32 @@ impl Broker {
         assert!(ok, "broker restart failed");
     }
 
+    /// Runs `scripts/kafka.sh <command> DIR` on this (owned) broker.
+    fn script(&self, command: &str) {
+        let dir = self
+            ._dir
+            .as_ref()
+            .expect("only an owned broker can be stopped and started");
+        let ok = Command::new(repo_path("scripts/kafka.sh"))
+            .arg(command)
+            .arg(dir.path())
+            .status()
+            .expect("run scripts/kafka.sh")
+            .success();
+        assert!(ok, "scripts/kafka.sh {command} failed");
+    }
+
+    /// kill -9 the broker: an outage begins.
+    pub fn kill(&self) {
+        self.script("kill");
+    }
+
+    /// Starts a killed broker again on the same ports and data; returns once
+    /// it serves metadata.
+    pub fn resume(&self) {
+        self.script("resume");
+    }
+
     /// Sends `signal` (`STOP`, `CONT`, `KILL`) to the broker's JVM: `STOP`
     /// freezes it with every connection open, the way a hung or partitioned
     /// broker looks to its clients.
@@ -298,7 +324,8 @@ pub fn produce_paced(topic: &str, records: Vec<Rec>, per_sec: usize) -> JoinHand
                 }
             }
         }
-        p.flush(Duration::from_secs(60)).unwrap();
+        // Long enough to outlast a broker outage a test injects meanwhile.
+        p.flush(Duration::from_secs(300)).unwrap();
     })
 }
 
@@ -852,4 +879,19 @@ pub fn exactly(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A log line without its colour codes.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut esc = false;
+    for c in s.chars() {
+        match (esc, c) {
+            (false, '\u{1b}') => esc = true,
+            (true, 'm') => esc = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
 }
