@@ -74,6 +74,11 @@ struct VerifyArgs {
     /// Inputs without any output are not violations (filtering chains).
     #[arg(long)]
     allow_missing: bool,
+    /// Outputs without lineage headers are not violations (another writer
+    /// shares an output topic). Without it they are: a duplicate among them
+    /// could not be seen.
+    #[arg(long)]
+    allow_unstamped: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -125,6 +130,25 @@ fn verify_options(args: &VerifyArgs) -> Result<VerifyOptions, String> {
     if inputs.is_empty() || outputs.is_empty() {
         return Err("name the topics with --input and --output, or --config".into());
     }
+    let mut hints = Vec::new();
+    if let (Some(s), true) = (&settings, args.outputs.is_empty()) {
+        for (i, step) in s.transform.iter().enumerate() {
+            if step.get("type").and_then(|t| t.as_str()) == Some("route") {
+                hints.push(format!(
+                    "transform {} is a route step: the topics it writes to are not known from the configuration, \
+                     and inputs routed there show as incomplete; name every output topic with --output \
+                     (--output {} --output <each routed topic>{})",
+                    i + 1,
+                    s.output.topic,
+                    s.dead_letter
+                        .topic
+                        .as_ref()
+                        .map(|t| format!(" --output {t}"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+    }
     let group = args
         .group
         .clone()
@@ -157,6 +181,7 @@ fn verify_options(args: &VerifyArgs) -> Result<VerifyOptions, String> {
         wait: Duration::from_secs(args.wait_secs),
         properties,
         progress: !args.json,
+        hints,
     })
 }
 
@@ -168,14 +193,18 @@ fn run_verify(args: &VerifyArgs) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let allow = verify::Allow {
+        missing: args.allow_missing,
+        unstamped: args.allow_unstamped,
+    };
     match verify::verify(&opts) {
         Ok(outcome) => {
             if args.json {
-                println!("{}", verify::render::json(&outcome, args.allow_missing));
+                println!("{}", verify::render::json(&outcome, allow));
             } else {
-                print!("{}", verify::render::text(&outcome, args.allow_missing));
+                print!("{}", verify::render::text(&outcome, allow));
             }
-            if outcome.report.has_violations(args.allow_missing) {
+            if outcome.report.has_violations(allow) {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

@@ -1,6 +1,8 @@
 //! Lineage headers: each output record names the input record that produced
-//! it — source topic, partition and offset — and its index among that
-//! input's outputs. `exactly verify` audits exactly-once from them.
+//! it — source topic, partition and offset —, its index among that input's
+//! outputs, and how many outputs that input has. `exactly verify` audits
+//! exactly-once from them: every input's outputs must be indexes
+//! `0..count`, each once.
 //!
 //! Values are decimal ASCII, so console consumers show them readably. An
 //! input's own lineage headers (from an upstream exactly deployment) are
@@ -16,6 +18,8 @@ pub const PARTITION: &str = "exactly.source.partition";
 pub const OFFSET: &str = "exactly.source.offset";
 /// Position of this output among the outputs of one input (0-based).
 pub const INDEX: &str = "exactly.output.index";
+/// How many outputs the input has (across all output topics).
+pub const COUNT: &str = "exactly.output.count";
 
 /// Where an output record came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,14 +32,25 @@ pub struct Lineage {
     pub offset: i64,
     /// Index among that input's outputs.
     pub index: u32,
+    /// How many outputs that input has; `None` for outputs written before
+    /// exactly stamped the count.
+    pub count: Option<u32>,
 }
 
 fn is_lineage(key: &str) -> bool {
-    matches!(key, TOPIC | PARTITION | OFFSET | INDEX)
+    matches!(key, TOPIC | PARTITION | OFFSET | INDEX | COUNT)
 }
 
-/// Replaces any lineage headers of `record` with those of `lineage`.
-pub fn stamp(record: &mut Record, topic: &str, partition: i32, offset: i64, index: u32) {
+/// Replaces any lineage headers of `record` with those naming output `index`
+/// of the `count` outputs of input `topic`/`partition`/`offset`.
+pub fn stamp(
+    record: &mut Record,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    index: u32,
+    count: u32,
+) {
     record.headers.retain(|h| !is_lineage(&h.key));
     let mut push = |key: &str, value: String| {
         record.headers.push(Header {
@@ -47,12 +62,14 @@ pub fn stamp(record: &mut Record, topic: &str, partition: i32, offset: i64, inde
     push(PARTITION, partition.to_string());
     push(OFFSET, offset.to_string());
     push(INDEX, index.to_string());
+    push(COUNT, count.to_string());
 }
 
 /// Reads lineage from headers given as (key, value) pairs. `None` when any
-/// of the four is missing or malformed.
+/// of the first four is missing or malformed (the count is optional).
 pub fn read<'a>(headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) -> Option<Lineage> {
     let (mut topic, mut partition, mut offset, mut index) = (None, None, None, None);
+    let mut count = None;
     for (k, v) in headers {
         let Some(text) = v.and_then(|v| std::str::from_utf8(v).ok()) else {
             continue;
@@ -62,6 +79,7 @@ pub fn read<'a>(headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) 
             PARTITION => partition = text.parse().ok(),
             OFFSET => offset = text.parse().ok(),
             INDEX => index = text.parse().ok(),
+            COUNT => count = text.parse().ok(),
             _ => {}
         }
     }
@@ -70,6 +88,7 @@ pub fn read<'a>(headers: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) 
         partition: partition?,
         offset: offset?,
         index: index?,
+        count,
     })
 }
 
@@ -87,16 +106,20 @@ mod tests {
     #[test]
     fn stamped_lineage_reads_back() {
         let mut r = Record::default();
-        stamp(&mut r, "orders", 3, 42, 1);
+        stamp(&mut r, "orders", 3, 42, 1, 2);
         assert_eq!(
             read(pairs(&r)),
             Some(Lineage {
                 topic: "orders".into(),
                 partition: 3,
                 offset: 42,
-                index: 1
+                index: 1,
+                count: Some(2),
             })
         );
+        // Outputs stamped before the count existed still read.
+        r.headers.retain(|h| h.key != COUNT);
+        assert_eq!(read(pairs(&r)).unwrap().count, None);
     }
 
     #[test]
@@ -106,9 +129,9 @@ mod tests {
             key: "trace".into(),
             value: None,
         });
-        stamp(&mut r, "a", 0, 1, 0);
-        stamp(&mut r, "b", 2, 7, 0);
-        assert_eq!(r.headers.len(), 5);
+        stamp(&mut r, "a", 0, 1, 0, 1);
+        stamp(&mut r, "b", 2, 7, 0, 1);
+        assert_eq!(r.headers.len(), 6);
         assert_eq!(r.headers[0].key, "trace");
         assert_eq!(read(pairs(&r)).unwrap().topic, "b");
     }
@@ -116,7 +139,7 @@ mod tests {
     #[test]
     fn incomplete_or_malformed_lineage_is_none() {
         let mut r = Record::default();
-        stamp(&mut r, "a", 0, 1, 0);
+        stamp(&mut r, "a", 0, 1, 0, 1);
         r.headers.retain(|h| h.key != OFFSET);
         assert_eq!(read(pairs(&r)), None);
         let bad = [

@@ -1,14 +1,18 @@
 //! The chaos suite: a stream flows through three replicas while faults hit
 //! them — `kill -9` of a random replica in mid-transaction and its restart, a
 //! graceful scale-out and scale-in, zombies (SIGSTOP past the session
-//! timeout while the others take over, then SIGCONT), and hard broker
-//! restarts. At the end `exactly verify` must find zero missing, zero
+//! timeout while the others take over, then SIGCONT), hard broker
+//! restarts, broker outages (the broker killed, and started again a minute
+//! later: the replicas must ride them out in-process), and interlopers (a
+//! consumer that takes a replica's `group.instance.id`: the replica must
+//! exit 1, and is restarted as an orchestrator would). At the end `exactly verify` must find zero missing, zero
 //! duplicates and zero order violations. The same schedule in at_least_once
 //! mode must show duplicates, so the audit is known to see them.
 //!
 //! The size comes from the environment (defaults: the reduced CI run):
 //! `EXACTLY_CHAOS_RECORDS`, `_RATE` (records/s), `_KILLS`, `_BOUNCES`,
-//! `_ZOMBIES`, `_SCALES`, `_SEED`. `scripts/chaos.sh` runs the full schedule.
+//! `_ZOMBIES`, `_SCALES`, `_OUTAGES`, `_OUTAGE_SECS`, `_INTERLOPERS`,
+//! `_SEED`. `scripts/chaos.sh` runs the full schedule.
 
 mod support;
 
@@ -36,6 +40,8 @@ enum Fault {
     Scale,
     Zombie,
     Bounce,
+    Outage,
+    Interloper,
 }
 
 /// A tiny deterministic generator: the schedule is reproducible from its seed.
@@ -201,6 +207,8 @@ struct Figures {
     zombies: usize,
     bounces: usize,
     scales: usize,
+    outages: usize,
+    interlopers: usize,
     kill_recovery: Vec<Duration>,
     join_stall: Vec<Duration>,
     longest_stall: Duration,
@@ -248,6 +256,14 @@ fn run(guarantee: &'static str, transforms: bool) -> Figures {
     plan.extend(std::iter::repeat_n(
         Fault::Scale,
         env_or("SCALES", 1) as usize,
+    ));
+    plan.extend(std::iter::repeat_n(
+        Fault::Outage,
+        env_or("OUTAGES", 1) as usize,
+    ));
+    plan.extend(std::iter::repeat_n(
+        Fault::Interloper,
+        env_or("INTERLOPERS", 1) as usize,
     ));
     let mut rng = Rng(seed);
     for i in (1..plan.len()).rev() {
@@ -306,6 +322,8 @@ topic = "{dlq}"
         zombies: 0,
         bounces: 0,
         scales: 0,
+        outages: 0,
+        interlopers: 0,
         kill_recovery: Vec::new(),
         join_stall: Vec::new(),
         longest_stall: Duration::ZERO,
@@ -385,6 +403,36 @@ topic = "{dlq}"
                 broker().bounce_hard();
                 fig.bounces += 1;
             }
+            Fault::Outage => {
+                broker().kill();
+                // The outage's length is the fault itself.
+                std::thread::sleep(Duration::from_secs(env_or("OUTAGE_SECS", 60)));
+                broker().resume();
+                fig.outages += 1;
+            }
+            Fault::Interloper => {
+                let id = fleet.replicas[victim].id.clone();
+                let interloper = interloper(&p.group, &id, &p.input);
+                wait_until(
+                    "the replica whose group.instance.id was taken to exit",
+                    || {
+                        // Polling drives the interloper's join and keeps it in.
+                        let _ = interloper.poll(Duration::from_millis(50));
+                        fleet.replicas[victim].daemon.exited().is_some()
+                    },
+                );
+                let status = fleet.replicas[victim].daemon.exited();
+                assert_eq!(
+                    status.and_then(|s| s.code()),
+                    Some(1),
+                    "a rival ends the replica with exit 1:\n{}",
+                    fleet.replicas[victim].daemon.log_text()
+                );
+                drop(interloper);
+                // The orchestrator restarts it under the same id.
+                fleet.heal();
+                fig.interlopers += 1;
+            }
         }
         eprintln!(
             "[{guarantee}] {:>6.1}s {fault:?} done",
@@ -460,7 +508,7 @@ fn print(guarantee: &str, f: &Figures) {
         "\n=== chaos figures ({guarantee}) ===\n\
          inputs audited: {}  outputs read: {}\n\
          missing: {}  duplicates: {}  order violations: {}\n\
-         faults: {} kills, {} broker bounces, {} zombies, {} scale-out/in\n\
+         faults: {} kills, {} broker bounces, {} zombies, {} scale-out/in, {} outages, {} interlopers\n\
          kill -9 -> restarted replica's first commit (s): [{}]\n\
          scale-out -> new replica's first commit (s): [{}]\n\
          longest output stall: {:.2} s   run took: {:.1} s\n\
@@ -474,6 +522,8 @@ fn print(guarantee: &str, f: &Figures) {
         f.bounces,
         f.zombies,
         f.scales,
+        f.outages,
+        f.interlopers,
         secs(&f.kill_recovery),
         secs(&f.join_stall),
         f.longest_stall.as_secs_f64(),

@@ -8,27 +8,8 @@ mod support;
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
 use support::*;
-
-/// A plain consumer that joins `group` under `instance_id`, the way a second
-/// replica with the same transactional id would: the coordinator gives it the
-/// static member's place and fences the member that held it.
-fn interloper(group: &str, instance_id: &str, topic: &str) -> BaseConsumer {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &broker().bootstrap)
-        .set("group.id", group)
-        .set("group.instance.id", instance_id)
-        // The group's protocol: another would be refused as inconsistent.
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()
-        .unwrap();
-    c.subscribe(&[topic]).unwrap();
-    c
-}
 
 /// Polls `interloper` (which drives its join and keeps it in the group)
 /// until `daemon` exits; returns the records it polled.

@@ -58,11 +58,23 @@ fn lineage_headers(
     offset: i64,
     index: u32,
 ) -> Vec<(String, Option<Vec<u8>>)> {
+    lineage_headers_of(topic, partition, offset, index, 1)
+}
+
+/// Lineage of output `index` of the `count` outputs of an input.
+fn lineage_headers_of(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    index: u32,
+    count: u32,
+) -> Vec<(String, Option<Vec<u8>>)> {
     [
         ("exactly.source.topic", topic.to_owned()),
         ("exactly.source.partition", partition.to_string()),
         ("exactly.source.offset", offset.to_string()),
         ("exactly.output.index", index.to_string()),
+        ("exactly.output.count", count.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), Some(v.into_bytes())))
@@ -142,7 +154,7 @@ fn planted_duplicates_gaps_and_reorderings_are_each_reported() {
     );
     assert_eq!(code, 1);
     assert!(
-        text.contains("1 without output, 1 duplicates, 1 order violations"),
+        text.contains("1 without output, 0 incomplete, 1 duplicates, 1 order violations"),
         "{text}"
     );
     assert!(text.contains("VIOLATIONS FOUND"), "{text}");
@@ -185,4 +197,128 @@ fn a_missing_topic_or_unreachable_broker_exits_2() {
     );
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot reach Kafka"), "{err}");
+}
+
+#[test]
+fn a_lost_second_output_is_reported_even_with_allow_missing() {
+    // Each input has two outputs: index 0 in `first`, index 1 in `second`
+    // (as a route step would write them).
+    let p = Pipeline::create("two-outputs", 1, 1);
+    let second = unique("two-outputs-routed");
+    create_topic(&second, 1);
+    produce(&p.input, &input_records(20, 3));
+    let inputs = read_all(&p.input, "read_committed");
+    let out = |offset, index, value: &str| Rec {
+        key: None,
+        value: Some(value.as_bytes().to_vec()),
+        headers: lineage_headers_of(&p.input, 0, offset, index, 2),
+    };
+    let lost = inputs[7].offset;
+    produce(
+        &p.output,
+        &inputs
+            .iter()
+            .map(|i| out(i.offset, 0, "a"))
+            .collect::<Vec<_>>(),
+    );
+    produce(
+        &second,
+        &inputs
+            .iter()
+            .filter(|i| i.offset != lost)
+            .map(|i| out(i.offset, 1, "b"))
+            .collect::<Vec<_>>(),
+    );
+    let args = |extra: &'static [&'static str]| {
+        let mut a = vec!["--until", "end", "--input", p.input.as_str()];
+        a.extend(["--output", p.output.as_str(), "--output", second.as_str()]);
+        a.extend_from_slice(extra);
+        a
+    };
+
+    // The input whose second output was lost is reported, whatever
+    // --allow-missing says: it has an output, just not all of them.
+    let (code, r, err) = verify(&args(&["--allow-missing"]));
+    assert_eq!(code, 1, "{r:#} {err}");
+    let rep = &r["report"];
+    assert_eq!(
+        (rep["missing"].as_u64(), rep["incomplete"].as_u64()),
+        (Some(0), Some(1)),
+        "{rep:#}"
+    );
+    assert_eq!(rep["partitions"][0]["first_incomplete"][0], lost);
+
+    // Auditing only the first topic leaves every input incomplete.
+    let (code, r, _) = verify(&["--until", "end", "--input", &p.input, "--output", &p.output]);
+    assert_eq!(code, 1);
+    assert_eq!(r["report"]["incomplete"].as_u64(), Some(20));
+}
+
+#[test]
+fn an_output_without_lineage_beside_audited_ones_is_a_violation_unless_allowed() {
+    let p = Pipeline::create("unstamped", 1, 1);
+    produce(&p.input, &input_records(20, 3));
+    let outputs: Vec<Rec> = read_all(&p.input, "read_committed")
+        .iter()
+        .map(|i| Rec {
+            key: None,
+            value: Some(b"a".to_vec()),
+            headers: lineage_headers(&p.input, 0, i.offset, 0),
+        })
+        .collect();
+    produce(&p.output, &outputs);
+    let args = ["--until", "end", "--input", &p.input, "--output", &p.output];
+    let (code, r, err) = verify(&args);
+    assert_eq!(code, 0, "{r:#} {err}");
+
+    // A copy written without headers: a duplicate nobody could see.
+    let mut copy = outputs[3].clone();
+    copy.headers.clear();
+    produce(&p.output, &[copy]);
+    let (code, r, _) = verify(&args);
+    assert_eq!(code, 1, "{r:#}");
+    assert_eq!(r["report"]["outputs_without_lineage"].as_u64(), Some(1));
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-unstamped");
+    let (code, r, _) = verify(&allowed);
+    assert_eq!(code, 0, "{r:#}");
+}
+
+#[test]
+fn verify_from_a_configuration_with_a_route_step_names_the_topics_it_cannot_know() {
+    let p = Pipeline::create("verify-route", 1, 1);
+    produce(&p.input, &input_records(5, 1));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exactly.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[kafka]
+bootstrap_servers = "{bootstrap}"
+group_id = "{group}"
+
+[input]
+topics = ["{input}"]
+
+[output]
+topic = "{output}"
+
+[[transform]]
+type = "route"
+expr = '["elsewhere", null]'
+"#,
+            bootstrap = broker().bootstrap,
+            group = p.group,
+            input = p.input,
+            output = p.output,
+        ),
+    )
+    .unwrap();
+    let (_, r, err) = verify(&["--config", path.to_str().unwrap(), "--until", "end"]);
+    let notes = r["notes"].to_string();
+    assert!(
+        notes.contains("route step") && notes.contains("--output"),
+        "the report names the blind spot and the fix: {r:#} {err}"
+    );
 }

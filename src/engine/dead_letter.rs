@@ -42,6 +42,6 @@ pub fn record(
             value: Some(v.into_bytes()),
         });
     }
-    lineage::stamp(&mut original, source.0, source.1, source.2, 0);
+    lineage::stamp(&mut original, source.0, source.1, source.2, 0, 1);
     original
 }

@@ -527,8 +527,9 @@ impl Loop {
             self.batch.tally.filtered += 1;
         }
         if self.lineage {
+            let count = self.outputs.len() as u32;
             for (i, out) in self.outputs.iter_mut().enumerate() {
-                lineage::stamp(out, topic, partition, offset, i as u32);
+                lineage::stamp(out, topic, partition, offset, i as u32, count);
             }
         }
         // After lineage: its headers count against message.max.bytes too.
@@ -975,10 +976,10 @@ fn reset_policy(settings: &Settings) -> ResetPolicy {
 /// the likely cause for the one fatal consumer error librdkafka has.
 fn consumer_fatal(index: usize, code: RDKafkaErrorCode, seen: &str) -> anyhow::Error {
     let hint = if code == RDKafkaErrorCode::FencedInstanceId {
-        "; another consumer joined with this replica's group.instance.id (its transactional_id): \
-         either two replicas share a transactional_id, or this one rejoined after its session \
-         timed out while the group coordinator was unreachable (librdkafka then fences itself). \
-         A restart rejoins cleanly"
+        "; another member joined the group with this replica's group.instance.id (its \
+         transactional_id) while this one was a healthy member: two replicas share a \
+         transactional_id, or another client uses it. (A fence that follows this member's own \
+         session expiry is recovered from in-process, not reported here)"
     } else {
         ""
     };

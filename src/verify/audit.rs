@@ -1,7 +1,7 @@
 //! The audit itself, free of Kafka: which inputs exist, which outputs name
 //! them, and what that says about exactly-once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -26,6 +26,10 @@ struct InputPartition {
     first_outputs: Vec<u32>,
     /// Outputs seen with index > 0, per (offset, index).
     more_outputs: HashMap<(i64, u32), u32>,
+    /// The output count the outputs of each input declare (0: none did).
+    declared: Vec<u32>,
+    /// Inputs whose outputs declare different counts.
+    conflicting: HashSet<i64>,
     order_violations: u64,
     outputs: u64,
 }
@@ -38,9 +42,28 @@ impl InputPartition {
             present: vec![false; len],
             first_outputs: vec![0; len],
             more_outputs: HashMap::new(),
+            declared: vec![0; len],
+            conflicting: HashSet::new(),
             order_violations: 0,
             outputs: 0,
         }
+    }
+
+    /// Whether the input in `slot` (at `offset`) has every output its
+    /// outputs declare, and no other: index 0, the indexes above 0 it has
+    /// (`others`), all below the declared count. Without a declared count
+    /// (outputs older than the count header) the indexes must still run
+    /// from 0 without a gap.
+    fn complete(&self, slot: usize, offset: i64, others: &[u32]) -> bool {
+        if self.conflicting.contains(&offset) || self.first_outputs[slot] == 0 {
+            return false;
+        }
+        let highest = others.iter().copied().max().unwrap_or(0);
+        let expected = match self.declared[slot] {
+            0 => highest + 1,
+            n => n,
+        };
+        highest < expected && others.len() as u32 == expected - 1
     }
 
     fn slot(&self, offset: i64) -> Option<usize> {
@@ -66,6 +89,10 @@ pub struct PartitionReport {
     pub with_outputs: u64,
     /// Inputs with no output at all.
     pub without_outputs: u64,
+    /// Inputs with outputs, but not exactly the indexes `0..count` their
+    /// outputs declare: an output lost (another index made it), an index
+    /// beyond the count, or outputs that disagree on the count.
+    pub incomplete: u64,
     /// Outputs whose lineage (offset and index) was already seen.
     pub duplicates: u64,
     /// Outputs that came before an earlier input's output in the same output partition.
@@ -74,6 +101,8 @@ pub struct PartitionReport {
     pub outputs: u64,
     /// Up to 10 offsets of inputs without output, for a first look.
     pub first_missing: Vec<i64>,
+    /// Up to 10 offsets of incomplete inputs.
+    pub first_incomplete: Vec<i64>,
 }
 
 /// The whole audit result.
@@ -92,17 +121,33 @@ pub struct Report {
     pub inputs: u64,
     /// Sum of `without_outputs`.
     pub missing: u64,
+    /// Sum of `incomplete`.
+    pub incomplete: u64,
     /// Sum of `duplicates`.
     pub duplicates: u64,
     /// Sum of `order_violations`.
     pub order_violations: u64,
 }
 
+/// What the audit may accept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allow {
+    /// Inputs without any output (a filter step drops records).
+    pub missing: bool,
+    /// Outputs without lineage headers (another writer shares the topic).
+    /// Without this they are violations: a duplicate among them could not
+    /// be seen.
+    pub unstamped: bool,
+}
+
 impl Report {
-    /// Whether the audit found a violation. Inputs without outputs count
-    /// unless `allow_missing` (a filtering chain legitimately drops records).
-    pub fn has_violations(&self, allow_missing: bool) -> bool {
-        self.duplicates > 0 || self.order_violations > 0 || (!allow_missing && self.missing > 0)
+    /// Whether the audit found a violation, given what it may accept.
+    pub fn has_violations(&self, allow: Allow) -> bool {
+        self.duplicates > 0
+            || self.order_violations > 0
+            || self.incomplete > 0
+            || (!allow.missing && self.missing > 0)
+            || (!allow.unstamped && self.outputs_without_lineage > 0)
     }
 }
 
@@ -151,6 +196,15 @@ impl Audit {
             return;
         };
         p.outputs += 1;
+        if let Some(declared) = l.count {
+            match p.declared[slot] {
+                0 => p.declared[slot] = declared,
+                d if d != declared => {
+                    p.conflicting.insert(l.offset);
+                }
+                _ => {}
+            }
+        }
         let count = if l.index == 0 {
             &mut p.first_outputs[slot]
         } else {
@@ -183,17 +237,31 @@ impl Audit {
         let mut partitions = Vec::new();
         for ((topic, partition), p) in &self.inputs {
             let inputs = p.present.iter().filter(|x| **x).count() as u64;
-            let mut with_outputs = 0;
-            let mut first_missing = Vec::new();
+            // Indexes above 0 seen per input offset.
+            let mut more: HashMap<i64, Vec<u32>> = HashMap::new();
+            for (offset, index) in p.more_outputs.keys() {
+                more.entry(*offset).or_default().push(*index);
+            }
+            let (mut with_outputs, mut incomplete) = (0, 0);
+            let (mut first_missing, mut first_incomplete) = (Vec::new(), Vec::new());
             for (i, present) in p.present.iter().enumerate() {
                 if !present {
                     continue;
                 }
                 let offset = p.range.from + i as i64;
-                if p.first_outputs[i] > 0 {
-                    with_outputs += 1;
-                } else if first_missing.len() < 10 {
-                    first_missing.push(offset);
+                let others = more.get(&offset).map(Vec::as_slice).unwrap_or(&[]);
+                if p.first_outputs[i] == 0 && others.is_empty() {
+                    if first_missing.len() < 10 {
+                        first_missing.push(offset);
+                    }
+                    continue;
+                }
+                with_outputs += 1;
+                if !p.complete(i, offset, others) {
+                    incomplete += 1;
+                    if first_incomplete.len() < 10 {
+                        first_incomplete.push(offset);
+                    }
                 }
             }
             let duplicates = p
@@ -210,16 +278,19 @@ impl Audit {
                 inputs,
                 with_outputs,
                 without_outputs: inputs - with_outputs,
+                incomplete,
                 duplicates,
                 order_violations: p.order_violations,
                 outputs: p.outputs,
                 first_missing,
+                first_incomplete,
             });
         }
         let sum = |f: fn(&PartitionReport) -> u64| partitions.iter().map(f).sum();
         Report {
             inputs: sum(|p| p.inputs),
             missing: sum(|p| p.without_outputs),
+            incomplete: sum(|p| p.incomplete),
             duplicates: sum(|p| p.duplicates),
             order_violations: sum(|p| p.order_violations),
             partitions,
@@ -240,6 +311,14 @@ mod tests {
             partition: 0,
             offset,
             index,
+            count: Some(1),
+        }
+    }
+
+    fn lin_of(offset: i64, index: u32, count: u32) -> Lineage {
+        Lineage {
+            count: Some(count),
+            ..lin(offset, index)
         }
     }
 
@@ -264,7 +343,7 @@ mod tests {
             (r.inputs, r.missing, r.duplicates, r.order_violations),
             (10, 0, 0, 0)
         );
-        assert!(!r.has_violations(false));
+        assert!(!r.has_violations(Allow::default()));
     }
 
     #[test]
@@ -280,7 +359,7 @@ mod tests {
             r.order_violations, 0,
             "a copy in another partition is not a reordering"
         );
-        assert!(r.has_violations(false));
+        assert!(r.has_violations(Allow::default()));
     }
 
     #[test]
@@ -292,8 +371,12 @@ mod tests {
         let r = a.report();
         assert_eq!(r.missing, 1);
         assert_eq!(r.partitions[0].first_missing, vec![7]);
-        assert!(r.has_violations(false));
-        assert!(!r.has_violations(true), "filters may drop records");
+        assert!(r.has_violations(Allow::default()));
+        let filters = Allow {
+            missing: true,
+            ..Allow::default()
+        };
+        assert!(!r.has_violations(filters), "filters may drop records");
     }
 
     #[test]
@@ -322,8 +405,8 @@ mod tests {
     fn several_outputs_per_input_are_distinguished_by_index() {
         let mut a = audit();
         for o in 0..10 {
-            a.add_output("out", 0, Some(&lin(o, 0)));
-            a.add_output("other", 0, Some(&lin(o, 1)));
+            a.add_output("out", 0, Some(&lin_of(o, 0, 2)));
+            a.add_output("other", 0, Some(&lin_of(o, 1, 2)));
         }
         a.add_output("other", 0, Some(&lin(9, 1)));
         let r = a.report();
@@ -355,5 +438,84 @@ mod tests {
         let r = a.report();
         assert_eq!((r.outputs_without_lineage, r.outputs_outside_range), (1, 2));
         assert_eq!(r.missing, 10);
+    }
+
+    #[test]
+    fn an_output_without_lineage_is_a_violation_unless_allowed() {
+        let mut a = audit();
+        for o in 0..10 {
+            a.add_output("out", 0, Some(&lin(o, 0)));
+        }
+        // A copy written without headers: a duplicate nobody could see.
+        a.add_output("out", 0, None);
+        let r = a.report();
+        assert!(r.has_violations(Allow::default()));
+        let unstamped = Allow {
+            unstamped: true,
+            ..Allow::default()
+        };
+        assert!(!r.has_violations(unstamped));
+    }
+
+    #[test]
+    fn a_lost_second_output_makes_its_input_incomplete() {
+        let mut a = audit();
+        for o in 0..10 {
+            a.add_output("out", 0, Some(&lin_of(o, 0, 2)));
+            if o != 6 {
+                a.add_output("routed", 0, Some(&lin_of(o, 1, 2)));
+            }
+        }
+        let r = a.report();
+        assert_eq!((r.missing, r.incomplete), (0, 1));
+        assert_eq!(r.partitions[0].first_incomplete, vec![6]);
+        let filters = Allow {
+            missing: true,
+            ..Allow::default()
+        };
+        assert!(r.has_violations(filters), "a lost output is never allowed");
+    }
+
+    #[test]
+    fn a_lost_first_output_is_incomplete_not_missing() {
+        let mut a = audit();
+        for o in 0..10 {
+            if o != 2 {
+                a.add_output("out", 0, Some(&lin_of(o, 0, 2)));
+            }
+            a.add_output("routed", 0, Some(&lin_of(o, 1, 2)));
+        }
+        let r = a.report();
+        assert_eq!((r.missing, r.incomplete), (0, 1));
+    }
+
+    #[test]
+    fn an_index_beyond_the_count_or_disagreeing_counts_are_incomplete() {
+        let mut a = audit();
+        for o in 0..10 {
+            a.add_output("out", 0, Some(&lin(o, 0)));
+        }
+        a.add_output("out", 0, Some(&lin(3, 1))); // count 1, index 1
+        a.add_output("out", 0, Some(&lin_of(5, 1, 2))); // says 2; index 0 said 1
+        let r = a.report();
+        assert_eq!(r.incomplete, 2);
+        assert_eq!(r.partitions[0].first_incomplete, vec![3, 5]);
+    }
+
+    #[test]
+    fn outputs_without_a_count_still_need_indexes_without_gaps() {
+        let mut a = audit();
+        for o in 0..10 {
+            let old = |index| Lineage {
+                count: None,
+                ..lin(o, index)
+            };
+            a.add_output("out", 0, Some(&old(0)));
+            if o == 4 {
+                a.add_output("out", 0, Some(&old(2))); // index 1 lost
+            }
+        }
+        let r = a.report();
+        assert_eq!((r.missing, r.incomplete), (0, 1));
     }
 }

@@ -18,7 +18,7 @@ use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::Message;
 
-pub use audit::{Audit, PartitionReport, Range, Report};
+pub use audit::{Allow, Audit, PartitionReport, Range, Report};
 use reader::{add_spans, audit_output, Cluster};
 
 /// How far into each input partition to audit.
@@ -49,6 +49,9 @@ pub struct VerifyOptions {
     pub properties: BTreeMap<String, String>,
     /// Draw a progress bar (only shown on a terminal).
     pub progress: bool,
+    /// Notes from whoever chose the topics (a configuration whose route
+    /// step writes to topics it cannot name, for example).
+    pub hints: Vec<String>,
 }
 
 /// The audit's outcome, with notes for people.
@@ -66,7 +69,7 @@ pub fn verify(opts: &VerifyOptions) -> anyhow::Result<Outcome> {
     }
     let cluster = Cluster::connect(opts)?;
     let mut audit = Audit::default();
-    let mut notes = Vec::new();
+    let mut notes = opts.hints.clone();
     // Committed offsets first, then the output snapshot: every output of an
     // input below those offsets was written before they were committed.
     let mut inputs = Vec::new();
@@ -121,8 +124,9 @@ pub fn verify(opts: &VerifyOptions) -> anyhow::Result<Outcome> {
     }
     if report.outputs_without_lineage > 0 {
         notes.push(format!(
-            "{} output record(s) carry no lineage headers and were not audited",
-            report.outputs_without_lineage
+            "{} output record(s) carry no lineage headers ({}, ...) and could not be audited",
+            report.outputs_without_lineage,
+            crate::lineage::TOPIC
         ));
     }
     if report.outputs_outside_range > 0 {

@@ -2,20 +2,21 @@
 
 use std::fmt::Write;
 
-use super::{Outcome, Report};
+use super::{Allow, Outcome, Report};
 
 /// A table per input partition, totals, notes and the verdict.
-pub fn text(outcome: &Outcome, allow_missing: bool) -> String {
+pub fn text(outcome: &Outcome, allow: Allow) -> String {
     let r = &outcome.report;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<32} {:>5} {:>21} {:>10} {:>10} {:>8} {:>10} {:>8}",
+        "{:<32} {:>5} {:>21} {:>10} {:>10} {:>10} {:>8} {:>10} {:>8}",
         "input partition",
         "",
         "audited offsets",
         "inputs",
         "no output",
+        "incomplete",
         "dups",
         "reordered",
         "outputs"
@@ -23,12 +24,13 @@ pub fn text(outcome: &Outcome, allow_missing: bool) -> String {
     for p in &r.partitions {
         let _ = writeln!(
             s,
-            "{:<32} {:>5} {:>21} {:>10} {:>10} {:>8} {:>10} {:>8}",
+            "{:<32} {:>5} {:>21} {:>10} {:>10} {:>10} {:>8} {:>10} {:>8}",
             p.topic,
             p.partition,
             format!("{}..{}", p.from, p.to),
             p.inputs,
             p.without_outputs,
+            p.incomplete,
             p.duplicates,
             p.order_violations,
             p.outputs
@@ -36,11 +38,24 @@ pub fn text(outcome: &Outcome, allow_missing: bool) -> String {
         if !p.first_missing.is_empty() {
             let _ = writeln!(s, "    first inputs without output: {:?}", p.first_missing);
         }
+        if !p.first_incomplete.is_empty() {
+            let _ = writeln!(
+                s,
+                "    first inputs with an output lost or extra: {:?}",
+                p.first_incomplete
+            );
+        }
     }
     let _ = writeln!(
         s,
-        "\ntotal: {} inputs, {} outputs read; {} without output, {} duplicates, {} order violations",
-        r.inputs, r.outputs_read, r.missing, r.duplicates, r.order_violations
+        "\ntotal: {} inputs, {} outputs read; {} without output, {} incomplete, {} duplicates, {} order violations, {} outputs without lineage",
+        r.inputs,
+        r.outputs_read,
+        r.missing,
+        r.incomplete,
+        r.duplicates,
+        r.order_violations,
+        r.outputs_without_lineage
     );
     for n in &outcome.notes {
         let _ = writeln!(s, "note: {n}");
@@ -49,19 +64,30 @@ pub fn text(outcome: &Outcome, allow_missing: bool) -> String {
         let _ = writeln!(
             s,
             "note: inputs without output are expected where a filter step drops records{}",
-            if allow_missing {
+            if allow.missing {
                 " (--allow-missing: not counted as violations)"
             } else {
                 "; pass --allow-missing if so"
             }
         );
     }
-    let _ = writeln!(s, "{}", verdict(r, allow_missing));
+    if r.outputs_without_lineage > 0 {
+        let _ = writeln!(
+            s,
+            "note: outputs without lineage cannot be audited, so a duplicate among them would go unseen{}",
+            if allow.unstamped {
+                " (--allow-unstamped: not counted as violations)"
+            } else {
+                "; pass --allow-unstamped if another writer shares the output topic"
+            }
+        );
+    }
+    let _ = writeln!(s, "{}", verdict(r, allow));
     s
 }
 
-fn verdict(r: &Report, allow_missing: bool) -> &'static str {
-    if r.has_violations(allow_missing) {
+fn verdict(r: &Report, allow: Allow) -> &'static str {
+    if r.has_violations(allow) {
         "VIOLATIONS FOUND"
     } else {
         "exactly once: every audited input has its outputs once, in order"
@@ -69,9 +95,9 @@ fn verdict(r: &Report, allow_missing: bool) -> &'static str {
 }
 
 /// The report and notes as one JSON document.
-pub fn json(outcome: &Outcome, allow_missing: bool) -> String {
+pub fn json(outcome: &Outcome, allow: Allow) -> String {
     let v = serde_json::json!({
-        "clean": !outcome.report.has_violations(allow_missing),
+        "clean": !outcome.report.has_violations(allow),
         "report": outcome.report,
         "notes": outcome.notes,
     });

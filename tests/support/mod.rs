@@ -418,7 +418,7 @@ pub fn read_all(topic: &str, isolation: &str) -> Vec<OutRec> {
                 let headers = all
                     .into_iter()
                     .filter(|(k, _)| {
-                        !k.starts_with("exactly.source.") && k != "exactly.output.index"
+                        !k.starts_with("exactly.source.") && !k.starts_with("exactly.output.")
                     })
                     .collect();
                 out.push(OutRec {
@@ -894,4 +894,21 @@ pub fn strip_ansi(s: &str) -> String {
         }
     }
     out
+}
+
+/// A plain consumer that joins `group` under `instance_id`, the way a second
+/// replica with the same transactional id would: the coordinator gives it the
+/// static member's place and fences the member that held it. Poll it to
+/// drive its join and keep it in the group.
+pub fn interloper(group: &str, instance_id: &str, topic: &str) -> BaseConsumer {
+    let c: BaseConsumer = consumer_config(group)
+        .set("group.instance.id", instance_id)
+        // The group's protocol: another would be refused as inconsistent.
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "6000")
+        .set("isolation.level", "read_committed")
+        .create()
+        .unwrap();
+    c.subscribe(&[topic]).unwrap();
+    c
 }
