@@ -9,43 +9,50 @@
 
 use std::collections::HashMap;
 
-/// Packs input coordinates into a delivery tag and back.
+/// The inputs of the open transaction, so that a delivery tag (a `usize`
+/// that librdkafka hands back with each failed output) can name the input
+/// whole: a tag is an index into this table, plus a flag. Offsets are kept
+/// at full width, not packed into the tag's bits.
 #[derive(Debug, Clone)]
 pub struct Origins {
     topics: Vec<String>,
+    inputs: Vec<(usize, i32, i64)>,
 }
 
-const OFFSET_BITS: u32 = 40;
-const PARTITION_BITS: u32 = 16;
 /// Set on the tag of a dead-letter record: its failure cannot be sent to
 /// the dead-letter topic again.
-pub const DEAD_LETTER_FLAG: usize = 1 << 63;
+pub const DEAD_LETTER_FLAG: usize = 1 << (usize::BITS - 1);
 
 impl Origins {
     /// Tags for inputs of `topics`.
     pub fn new(topics: &[String]) -> Self {
         Origins {
             topics: topics.to_vec(),
+            inputs: Vec::new(),
         }
     }
 
-    /// The tag of an input record.
-    pub fn pack(&self, topic: &str, partition: i32, offset: i64) -> usize {
-        let t = self.topics.iter().position(|x| x == topic).unwrap_or(0);
-        (t << (OFFSET_BITS + PARTITION_BITS))
-            | ((partition as usize & 0xffff) << OFFSET_BITS)
-            | (offset as usize & ((1 << OFFSET_BITS) - 1))
+    /// A new transaction begins: the tags of the last one are done with.
+    pub fn clear(&mut self) {
+        self.inputs.clear();
     }
 
-    /// The input record of a tag, and whether it tagged a dead-letter record.
-    pub fn unpack(&self, tag: usize) -> ((String, i32, i64), bool) {
+    /// The tag of an input record (the same for all of its outputs).
+    pub fn tag(&mut self, topic: &str, partition: i32, offset: i64) -> usize {
+        let t = self.topics.iter().position(|x| x == topic).unwrap_or(0);
+        let input = (t, partition, offset);
+        if self.inputs.last() != Some(&input) {
+            self.inputs.push(input);
+        }
+        self.inputs.len() - 1
+    }
+
+    /// The input record of a tag, and whether it tagged a dead-letter
+    /// record; `None` for a tag of no input of this transaction.
+    pub fn input(&self, tag: usize) -> Option<((String, i32, i64), bool)> {
         let dead_letter = tag & DEAD_LETTER_FLAG != 0;
-        let tag = tag & !DEAD_LETTER_FLAG;
-        let t = tag >> (OFFSET_BITS + PARTITION_BITS);
-        let p = (tag >> OFFSET_BITS) & 0xffff;
-        let o = tag & ((1 << OFFSET_BITS) - 1);
-        let topic = self.topics.get(t).cloned().unwrap_or_default();
-        ((topic, p as i32, o as i64), dead_letter)
+        let (t, p, o) = *self.inputs.get(tag & !DEAD_LETTER_FLAG)?;
+        Some(((self.topics.get(t)?.clone(), p, o), dead_letter))
     }
 }
 
@@ -104,11 +111,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tags_round_trip() {
-        let o = Origins::new(&["a".into(), "b".into()]);
-        let tag = o.pack("b", 11, 123_456_789);
-        assert_eq!(o.unpack(tag), (("b".into(), 11, 123_456_789), false));
-        assert!(o.unpack(tag | DEAD_LETTER_FLAG).1);
+    fn tags_name_the_input_at_full_offset_width() {
+        let mut o = Origins::new(&["a".into(), "b".into()]);
+        // Past 2^40, where a bit-packed tag used to lose the high bits.
+        let far = (1_i64 << 41) + 123;
+        let first = o.tag("b", 11, far);
+        assert_eq!(
+            o.tag("b", 11, far),
+            first,
+            "one tag for all outputs of an input"
+        );
+        let second = o.tag("a", 40_000, 7);
+        assert_eq!(o.input(first), Some((("b".into(), 11, far), false)));
+        assert_eq!(o.input(second), Some((("a".into(), 40_000, 7), false)));
+        assert_eq!(o.input(first | DEAD_LETTER_FLAG).map(|x| x.1), Some(true));
+        o.clear();
+        assert_eq!(o.input(first), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! ours, and a new partition's starting position is fixed here before any
 //! of its records is fetched.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -47,6 +48,11 @@ pub struct WorkerContext {
     /// When the assignment was last lost (a session timeout, an unknown
     /// member): a fence soon after may be of the member's own making.
     lost_at: Mutex<Option<Instant>>,
+    /// The offsets this worker committed last, per partition: the lag of a
+    /// partition without a valid position (after a rewind) counts from
+    /// here. librdkafka's own `committed_offset` is the one it fetched at
+    /// assignment; transactional commits never update it.
+    committed: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl WorkerContext {
@@ -73,6 +79,7 @@ impl WorkerContext {
             fatal: Mutex::new(None),
             starts: Mutex::new(Starts::new()),
             lost_at: Mutex::new(None),
+            committed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -97,6 +104,16 @@ impl WorkerContext {
         self.shutdown
             .is_requested()
             .then(|| self.shutdown.budget_left(self.shutdown_budget))
+    }
+
+    /// A transaction committed these offsets.
+    pub fn offsets_committed(&self, offsets: &TopicPartitionList) {
+        let mut committed = self.committed.lock().expect("committed lock");
+        for e in offsets.elements() {
+            if let Offset::Offset(o) = e.offset() {
+                committed.insert((e.topic().to_owned(), e.partition()), o);
+            }
+        }
     }
 
     /// When the assignment was last lost.
@@ -260,23 +277,34 @@ impl ClientContext for WorkerContext {
     fn stats(&self, statistics: Statistics) {
         // librdkafka's own `consumer_lag` counts from the offset the
         // *consumer* committed; ours commit through the producer's
-        // transaction, so it would never shrink. Lag here is the last stable
-        // offset minus this worker's position (as Java's `records-lag`), or
-        // minus the committed offset before anything was consumed.
+        // transaction, so it would never shrink.
+        let committed = self.committed.lock().expect("committed lock");
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
-                let from = if p.app_offset >= 0 {
-                    p.app_offset
-                } else {
-                    p.committed_offset
-                };
-                if *partition >= 0 && p.ls_offset >= 0 && from >= 0 {
-                    self.metrics
-                        .consumer_lag(topic, *partition, (p.ls_offset - from).max(0));
+                if *partition < 0 {
+                    continue; // librdkafka's internal UA partition
+                }
+                let ours = committed.get(&(topic.clone(), *partition)).copied();
+                if let Some(l) = lag(p.ls_offset, p.app_offset, ours, p.committed_offset) {
+                    self.metrics.consumer_lag(topic, *partition, l);
                 }
             }
         }
     }
+}
+
+/// The lag of one partition: the last stable offset minus this worker's
+/// position (as Java's `records-lag`); without a valid position (nothing
+/// consumed yet, or just rewound), minus the offset this worker committed
+/// last, or else the committed offset librdkafka fetched at assignment.
+/// `None` while the last stable offset is unknown.
+fn lag(ls_offset: i64, position: i64, committed_here: Option<i64>, fetched: i64) -> Option<i64> {
+    let from = if position >= 0 {
+        position
+    } else {
+        committed_here.unwrap_or(fetched)
+    };
+    (ls_offset >= 0 && from >= 0).then(|| (ls_offset - from).max(0))
 }
 
 impl ConsumerContext for WorkerContext {
@@ -331,5 +359,21 @@ impl ConsumerContext for WorkerContext {
         }
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         self.health.worker(self.index).set_assigned(assigned);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag;
+
+    #[test]
+    fn lag_counts_from_the_position_then_from_what_this_worker_committed() {
+        assert_eq!(lag(100, 60, Some(50), 10), Some(40));
+        // Rewound (no valid position): from this worker's last commit, not
+        // from the stale offset fetched at assignment.
+        assert_eq!(lag(100, -1001, Some(90), 10), Some(10));
+        assert_eq!(lag(100, -1001, None, 10), Some(90));
+        assert_eq!(lag(-1, 60, None, 10), None);
+        assert_eq!(lag(100, 120, None, 10), Some(0));
     }
 }

@@ -540,7 +540,7 @@ impl Loop {
             }
             Err(Refusal::Txn(f)) => return self.on_failure(f),
         }
-        let tag = self.origins.pack(topic, partition, offset);
+        let tag = self.origins.tag(topic, partition, offset);
         let output = &self.consumer.context().output;
         for i in 0..self.outputs.len() {
             if let Err(f) = output.send(&self.outputs[i], tag) {
@@ -655,7 +655,7 @@ impl Loop {
                         self.max_message_bytes
                     ));
                 }
-                let tag = self.origins.pack(topic, partition, offset) | DEAD_LETTER_FLAG;
+                let tag = self.origins.tag(topic, partition, offset) | DEAD_LETTER_FLAG;
                 if let Err(f) = self.ctx().output.send(&record, tag) {
                     return self.on_failure(f);
                 }
@@ -714,6 +714,7 @@ impl Loop {
                 self.ctx().set_txn_open(false);
                 self.txn_began = None;
                 self.ctx().starts_committed(&starts);
+                self.ctx().offsets_committed(&offsets);
                 let took = self
                     .batch
                     .started()
@@ -753,6 +754,7 @@ impl Loop {
         let now = Instant::now();
         self.ctx().set_txn_open(true);
         self.batch.open(now, &self.policy);
+        self.origins.clear();
         self.txn_began = Some(now);
         Ok(())
     }
@@ -792,7 +794,9 @@ impl Loop {
                 }
                 let isolating = self.isolating.take();
                 for (tag, error) in self.ctx().output.take_permanent_failures() {
-                    let (input, dead_letter_failed) = self.origins.unpack(tag);
+                    let Some((input, dead_letter_failed)) = self.origins.input(tag) else {
+                        continue;
+                    };
                     let confirmed = isolating.as_ref() == Some(&input);
                     tracing::warn!(
                         worker = self.index,
