@@ -41,7 +41,7 @@ pub struct WorkerContext {
     /// batch and rewind before using the next record.
     rewind_needed: AtomicBool,
     /// A callback hit an error that ends the worker.
-    fatal: Mutex<Option<String>>,
+    fatal: Mutex<Option<TxnFailure>>,
     /// Starting positions fixed for partitions assigned without a committed
     /// offset, until they are committed.
     starts: Mutex<Starts>,
@@ -94,7 +94,7 @@ impl WorkerContext {
     }
 
     /// An error a callback hit that ends the worker, if any.
-    pub fn take_fatal(&self) -> Option<String> {
+    pub fn take_fatal(&self) -> Option<TxnFailure> {
         self.fatal.lock().expect("fatal lock").take()
     }
 
@@ -186,7 +186,7 @@ impl WorkerContext {
                 let _ = self.output.abort(&left);
             }
             Err(f) => {
-                *self.fatal.lock().expect("fatal lock") = Some(f.to_string());
+                *self.fatal.lock().expect("fatal lock") = Some(f);
             }
         }
         self.rewind_needed.store(true, Ordering::Release);
@@ -244,9 +244,9 @@ impl WorkerContext {
         if let Err(e) = fixed {
             // Assigning without a fixed start would let librdkafka resolve
             // the reset policy on its own; the worker stops instead.
-            *self.fatal.lock().expect("fatal lock") = Some(format!(
+            *self.fatal.lock().expect("fatal lock") = Some(TxnFailure::Fatal(format!(
                 "cannot read the committed offsets of the new assignment: {e}"
-            ));
+            )));
         }
         self.metrics.rebalance("assigned", tpl.count() as i64);
     }

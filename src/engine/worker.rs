@@ -402,8 +402,11 @@ impl Loop {
             // replace `self.consumer`.
             let consumer = self.consumer.clone();
             let polled = consumer.poll(timeout);
-            if let Some(cause) = self.ctx().take_fatal() {
-                return Err(self.producer_failed(&cause, false));
+            if let Some(failure) = self.ctx().take_fatal() {
+                // A callback could not end the transaction (the partitions
+                // were moving): the same classes as the loop's own calls.
+                let timed_out = matches!(failure, TxnFailure::TimedOut(_));
+                return Err(self.producer_failed(&failure.to_string(), timed_out));
             }
             if self.ctx().take_rewind_needed() {
                 // The transaction was ended by a rebalance; anything polled
