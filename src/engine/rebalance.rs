@@ -53,6 +53,10 @@ pub struct WorkerContext {
     /// here. librdkafka's own `committed_offset` is the one it fetched at
     /// assignment; transactional commits never update it.
     committed: Mutex<HashMap<(String, i32), i64>>,
+    /// Replaced by new clients (an in-process recovery): the closing
+    /// consumer's callbacks must not touch the transaction, the health or
+    /// the metrics that the new clients now own.
+    retired: AtomicBool,
 }
 
 impl WorkerContext {
@@ -80,6 +84,7 @@ impl WorkerContext {
             starts: Mutex::new(Starts::new()),
             lost_at: Mutex::new(None),
             committed: Mutex::new(HashMap::new()),
+            retired: AtomicBool::new(false),
         }
     }
 
@@ -104,6 +109,13 @@ impl WorkerContext {
         self.shutdown
             .is_requested()
             .then(|| self.shutdown.budget_left(self.shutdown_budget))
+    }
+
+    /// These clients are being replaced: from now on their callbacks only
+    /// apply what librdkafka asks.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.txn_open.store(false, Ordering::Release);
     }
 
     /// A transaction committed these offsets.
@@ -275,6 +287,9 @@ impl WorkerContext {
 
 impl ClientContext for WorkerContext {
     fn stats(&self, statistics: Statistics) {
+        if self.retired.load(Ordering::Acquire) {
+            return;
+        }
         // librdkafka's own `consumer_lag` counts from the offset the
         // *consumer* committed; ours commit through the producer's
         // transaction, so it would never shrink.
@@ -318,42 +333,43 @@ impl ConsumerContext for WorkerContext {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
+        let retired = self.retired.load(Ordering::Acquire);
+        if !retired {
+            match err {
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                    self.on_assign(consumer, tpl)
+                }
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                    self.on_revoke(consumer, tpl)
+                }
+                other => {
+                    let code: rdkafka::types::RDKafkaErrorCode = other.into();
+                    tracing::warn!(worker = self.index, error = %code, "rebalance error; giving up the assignment");
+                    self.metrics.rebalance("error", 0);
+                    // The transaction consumed from partitions about to be
+                    // dropped: end it as if they were lost.
+                    self.end_open_transaction(consumer, true);
+                    self.starts.lock().expect("starts lock").clear();
+                }
+            }
+        }
+        // What librdkafka asks for: take the assignment, or give it up (a
+        // revoke, or an error).
         let cooperative = matches!(
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
         );
-        let applied = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.on_assign(consumer, tpl);
-                if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                }
+        let applied = match (err, cooperative) {
+            (RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, true) => {
+                consumer.incremental_assign(tpl)
             }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                self.on_revoke(consumer, tpl);
-                if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                }
-            }
-            other => {
-                let code: rdkafka::types::RDKafkaErrorCode = other.into();
-                tracing::warn!(worker = self.index, error = %code, "rebalance error; giving up the assignment");
-                self.metrics.rebalance("error", 0);
-                // The transaction consumed from partitions about to be
-                // dropped: end it as if they were lost.
-                self.end_open_transaction(consumer, true);
-                self.starts.lock().expect("starts lock").clear();
-                if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                }
-            }
+            (RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, false) => consumer.assign(tpl),
+            (_, true) => consumer.incremental_unassign(tpl),
+            (_, false) => consumer.unassign(),
         };
+        if retired {
+            return;
+        }
         if let Err(e) = applied {
             tracing::warn!(worker = self.index, error = %e, "applying the rebalance failed");
         }

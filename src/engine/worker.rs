@@ -356,10 +356,10 @@ impl Loop {
             }
         }
         let old = std::mem::replace(&mut self.consumer, fresh?);
-        // The old clients must not act again: no abort from their revoke
-        // callback when they close. Their cleanup may block on a broken
-        // producer, so it runs on a thread of its own.
-        old.context().set_txn_open(false);
+        // The old clients must not act again: no abort, health or metric
+        // from their callbacks when they close. Their cleanup may block on
+        // a broken producer, so it runs on a thread of its own.
+        old.context().retire();
         let _ = std::thread::Builder::new()
             .name(format!("worker-{}-retired", self.index))
             .spawn(move || drop(old));
@@ -924,15 +924,10 @@ impl Loop {
                 records = self.batch.records(),
                 "stopping: committing the open transaction"
             );
-            let rewinds = self.rewinds;
+            // A failed commit is an error here: `on_failure` aborts without
+            // rewinding once a stop is requested.
             self.commit()
                 .context("the final commit on stop did not succeed")?;
-            if self.rewinds != rewinds {
-                return Err(anyhow!(
-                    "worker {}: the final commit on stop did not succeed; the transaction was aborted",
-                    self.index
-                ));
-            }
         }
         tracing::info!(
             worker = self.index,
