@@ -157,7 +157,5 @@ fn a_60_s_broker_outage_is_ridden_out_in_process_with_exactly_once_and_order() {
     writer.join().unwrap();
     wait_caught_up(&group, &input_topic, &mut [&mut daemon]);
     daemon.assert_alive();
-    let a = audit(&input, &read_all(&output_topic, "read_committed"));
-    assert!(a.is_exactly_once(), "{a:?}");
-    assert_eq!(a.order_violations, 0, "{a:?}");
+    assert_exactly_once_in_order(&input, &output_topic, "");
 }

@@ -28,6 +28,20 @@ fn poll_until_exit(interloper: &BaseConsumer, daemon: &mut Daemon) -> usize {
     polled
 }
 
+/// Starts the daemon of `cfg` again (as an orchestrator would), lets it
+/// finish the input, and audits the output.
+fn restart_and_audit(
+    cfg: &DaemonConfig,
+    writer: std::thread::JoinHandle<()>,
+    input: &[Rec],
+    context: &str,
+) {
+    let mut restarted = Daemon::start(cfg);
+    writer.join().unwrap();
+    wait_caught_up(&cfg.group, &cfg.input, &mut [&mut restarted]);
+    assert_exactly_once_in_order(input, &cfg.output, context);
+}
+
 #[test]
 fn a_fenced_replica_exits_1_naming_the_cause_and_nothing_is_duplicated() {
     let Pipeline {
@@ -56,9 +70,7 @@ fn a_fenced_replica_exits_1_naming_the_cause_and_nothing_is_duplicated() {
 
     writer.join().unwrap();
     wait_caught_up(&group, &input_topic, &mut [&mut new]);
-    let a = audit(&input, &read_all(&output_topic, "read_committed"));
-    assert!(a.is_exactly_once(), "{a:?}");
-    assert_eq!(a.order_violations, 0, "{a:?}");
+    assert_exactly_once_in_order(&input, &output_topic, "");
 }
 
 #[test]
@@ -93,13 +105,12 @@ fn a_replica_whose_consumer_is_fenced_exits_1_and_a_restart_keeps_exactly_once()
     // Static members do not leave on close: the restarted daemon takes the
     // place back under the same id, and aborts whatever the old one left open.
     drop(interloper);
-
-    let mut restarted = Daemon::start(&cfg);
-    writer.join().unwrap();
-    wait_caught_up(&group, &input_topic, &mut [&mut restarted]);
-    let a = audit(&input, &read_all(&output_topic, "read_committed"));
-    assert!(a.is_exactly_once(), "{a:?} (interloper polled {polled})");
-    assert_eq!(a.order_violations, 0, "{a:?}");
+    restart_and_audit(
+        &cfg,
+        writer,
+        &input,
+        &format!("(interloper polled {polled})"),
+    );
 }
 
 #[test]
@@ -145,13 +156,12 @@ fn a_member_fenced_at_commit_exits_1_at_once_naming_the_group_instance_id() {
         "fatal at once, not after replays:\n{log}"
     );
     drop(interloper);
-
-    let mut restarted = Daemon::start(&cfg);
-    writer.join().unwrap();
-    wait_caught_up(&group, &input_topic, &mut [&mut restarted]);
-    let a = audit(&input, &read_all(&output_topic, "read_committed"));
-    assert!(a.is_exactly_once(), "{a:?} (interloper polled {polled})");
-    assert_eq!(a.order_violations, 0, "{a:?}");
+    restart_and_audit(
+        &cfg,
+        writer,
+        &input,
+        &format!("(interloper polled {polled})"),
+    );
 }
 
 #[test]
@@ -200,7 +210,5 @@ fn a_transaction_that_outlives_its_timeout_recovers_in_process_without_exiting()
         "the worker replaced its clients in-process:\n{}",
         daemon.log_text()
     );
-    let a = audit(&input, &read_all(&output_topic, "read_committed"));
-    assert!(a.is_exactly_once(), "{a:?}");
-    assert_eq!(a.order_violations, 0, "{a:?}");
+    assert_exactly_once_in_order(&input, &output_topic, "");
 }

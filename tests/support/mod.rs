@@ -544,6 +544,15 @@ pub fn audit(input: &[Rec], output: &[OutRec]) -> Audit {
     a
 }
 
+/// Reads `output` as a read_committed consumer and asserts that it holds
+/// each of `input` once, with per-key order kept; `context` is printed on
+/// failure.
+pub fn assert_exactly_once_in_order(input: &[Rec], output: &str, context: &str) {
+    let a = audit(input, &read_all(output, "read_committed"));
+    assert!(a.is_exactly_once(), "{a:?} {context}");
+    assert_eq!(a.order_violations, 0, "{a:?} {context}");
+}
+
 pub fn seq_of(r: &Rec) -> u64 {
     r.headers
         .iter()
