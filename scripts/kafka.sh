@@ -123,7 +123,7 @@ EOF
   echo "127.0.0.1:$port" >"$dir/bootstrap"
   local cluster_id
   cluster_id=$(python3 -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')
-  KAFKA_LOG_DIR="$dir/logs" run_java kafka.tools.StorageTool format -t "$cluster_id" \
+  KAFKA_LOG_DIR="$dir/logs" run_java kafka.tools.StorageTool format --cluster-id="$cluster_id" \
     -c "$dir/server.properties" >"$dir/logs/format.log" 2>&1 \
     || { cat "$dir/logs/format.log" >&2; die "formatting the broker's storage failed"; }
   launch "$dir"
