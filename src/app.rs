@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::Settings;
+use crate::engine::retired::fence_retired;
 use crate::engine::run_workers;
 use crate::kafka::check_cluster;
 use crate::shutdown::Shutdown;
@@ -32,7 +33,11 @@ pub async fn run(settings: Settings, registry: Registry, shutdown: Shutdown) -> 
 
     let check = settings.clone();
     let timeout = Duration::from_millis(settings.kafka.startup_timeout_ms);
-    tokio::task::spawn_blocking(move || check_cluster(&check, timeout)).await??;
+    tokio::task::spawn_blocking(move || {
+        check_cluster(&check, timeout)?;
+        fence_retired(&check, timeout)
+    })
+    .await??;
 
     let result = run_workers(&settings, &registry, &metrics, &health, &shutdown).await;
     shutdown.request();

@@ -95,6 +95,15 @@ fn log_level(table: &BTreeMap<String, String>) -> RDKafkaLogLevel {
     }
 }
 
+/// A client for start-up look-ups (metadata, committed offsets): the
+/// brokers and the `[kafka.consumer]` table, whose security and network
+/// properties apply to it too.
+pub fn probe_config(settings: &Settings, client_id: &str) -> ClientConfig {
+    let mut cfg = base(settings, client_id);
+    passthrough(&mut cfg, &settings.kafka.consumer);
+    cfg
+}
+
 /// The consumer of one worker: read_committed, no auto-commit, positions
 /// stored by the daemon; with static membership, `instance_id` is its
 /// `group.instance.id`.
@@ -152,10 +161,7 @@ pub fn producer_config(
 /// configured topic exists: a typo in a topic name is a clear error at
 /// start-up, not a silent idle daemon or an endless produce failure.
 pub fn check_cluster(settings: &Settings, timeout: Duration) -> anyhow::Result<()> {
-    let mut cfg = base(settings, "exactly-startup-check");
-    // Security and network passthrough properties apply to the probe too.
-    passthrough(&mut cfg, &settings.kafka.consumer);
-    let probe: BaseConsumer = cfg
+    let probe: BaseConsumer = probe_config(settings, "exactly-startup-check")
         .create()
         .context("cannot create a Kafka client from [kafka] and [kafka.consumer]")?;
     let metadata = probe.fetch_metadata(None, timeout).with_context(|| {

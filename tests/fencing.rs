@@ -212,3 +212,60 @@ fn a_transaction_that_outlives_its_timeout_recovers_in_process_without_exiting()
     );
     assert_exactly_once_in_order(&input, &output_topic, "");
 }
+
+#[test]
+fn a_replica_restarted_with_fewer_workers_fences_the_ids_it_no_longer_uses() {
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("retired-ids", 4, 4);
+    let input = input_records(20_000, 31);
+    let writer = produce_paced(&input_topic, input.clone(), 4_000);
+
+    let txn_id = unique("shrink");
+    let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &txn_id);
+    // An abandoned transaction would pin the outputs for 15 minutes, far
+    // past every wait of this test: only fencing can free them.
+    let timeout = (
+        "EXACTLY__KAFKA__PRODUCER__TRANSACTION_TIMEOUT_MS".to_owned(),
+        "900000".to_owned(),
+    );
+    cfg.extra_env = vec![
+        timeout.clone(),
+        ("EXACTLY__PROCESSING__WORKERS".into(), "2".into()),
+    ];
+    let mut two = Daemon::start(&cfg);
+    two.wait_produced(4_000.0);
+    // Both workers have committed: the group's offsets name both ids (an
+    // id that never committed cannot be found, and its transaction ends
+    // with its timeout: docs/exactly-once.md).
+    let ids = [format!("{txn_id}-w0"), format!("{txn_id}-w1")];
+    wait_until("both workers' ids in the committed offsets", || {
+        let named = committed_metadata(&group, &input_topic);
+        ids.iter().all(|id| named.contains(id))
+    });
+    wait_until("transactions holding records", || {
+        two.metric("exactly_records_consumed_total") > two.metric("exactly_records_produced_total")
+    });
+    let first_log = strip_ansi(&two.log_text());
+    two.kill9();
+
+    // The same replica comes back with one worker: `<id>-w0` and `<id>-w1`
+    // are no longer anyone's, and `<id>-w1` may hold an open transaction.
+    cfg.extra_env = vec![timeout];
+    let mut one = Daemon::start(&cfg);
+    writer.join().unwrap();
+    wait_caught_up(&group, &input_topic, &mut [&mut one]);
+    let log = strip_ansi(&one.log_text());
+    for retired in &ids {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("fenced a transactional id") && l.contains(retired.as_str())),
+            "{retired} fenced at start-up:\n{log}\n--- the two-worker run ---\n{first_log}"
+        );
+    }
+    // read_all waits until no transaction is open on the outputs: with a
+    // 15-minute timeout that only happens because they were fenced.
+    assert_exactly_once_in_order(&input, &output_topic, "");
+}

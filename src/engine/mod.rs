@@ -8,6 +8,8 @@
 //! - [`offsets`]: positions to commit, and rewinding to committed offsets.
 //! - [`quarantine`]: inputs whose outputs failed for good, kept from looping.
 //! - [`topics`]: which routed output topics exist, on the broker's word only.
+//! - [`retired`]: fencing the transactional ids of workers this replica no
+//!   longer runs.
 //! - [`recovery`]: telling a rival's fence from one of the worker's own
 //!   making, and bounding in-process recoveries.
 //! - [`errors`]: librdkafka error classes mapped to retry / abort / fatal.
@@ -19,6 +21,7 @@ pub mod offsets;
 pub mod quarantine;
 pub mod rebalance;
 pub mod recovery;
+pub mod retired;
 pub mod topics;
 pub mod transaction;
 pub mod worker;

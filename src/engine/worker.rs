@@ -202,6 +202,8 @@ struct Loop {
     session_timeout: Duration,
     /// Recent in-process recoveries, to bound them.
     recoveries: Recoveries,
+    /// This worker's transactional id.
+    txn_id: String,
 }
 
 /// Why a record's outputs cannot be sent.
@@ -282,6 +284,7 @@ impl Loop {
             ),
             session_timeout: millis(&settings.kafka.consumer, "session.timeout.ms", 45_000),
             recoveries: Recoveries::default(),
+            txn_id: settings.worker_transactional_id(spec.index),
             spec,
         })
     }
@@ -291,7 +294,7 @@ impl Loop {
     fn start(&mut self) -> anyhow::Result<()> {
         let index = self.index;
         let settings = &self.spec.settings;
-        let txn_id = settings.worker_transactional_id(index);
+        let txn_id = &self.txn_id;
         // A stop requested during start-up ends the initialisation at once.
         let shutdown = self.shutdown.clone();
         let left = || shutdown.is_requested().then_some(Duration::ZERO);
@@ -708,6 +711,12 @@ impl Loop {
             if offsets.find_partition(t, *p).is_none() {
                 let _ = offsets.add_partition_offset(t, *p, rdkafka::Offset::Offset(*start));
             }
+        }
+        // The committing worker's id goes with every offset: a later start
+        // of this replica with fewer workers finds the ids it must fence
+        // there (see `retired`).
+        for mut e in offsets.elements() {
+            e.set_metadata(&self.txn_id);
         }
         let commit_started = Instant::now();
         self.batch.commit_started(commit_started);

@@ -469,6 +469,27 @@ pub fn committed_and_end(group: &str, topic: &str) -> (i64, i64) {
     (committed, end)
 }
 
+/// The metadata of `group`'s committed offsets on each partition of `topic`
+/// (exactly writes the committing worker's transactional id there).
+pub fn committed_metadata(group: &str, topic: &str) -> Vec<String> {
+    let c: BaseConsumer = consumer_config(group).create().unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics()[0].partitions() {
+        tpl.add_partition(topic, p.id());
+    }
+    c.committed_offsets(tpl, Duration::from_secs(10))
+        .map(|t| {
+            t.elements()
+                .iter()
+                .map(|e| e.metadata().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Waits until `group` has committed the end of every partition of `topic`:
 /// every input record written so far has been processed and committed.
 /// `live` are daemons that must keep running meanwhile: if one exits, the
