@@ -48,16 +48,21 @@ pub async fn run(settings: Settings, registry: Registry, shutdown: Shutdown) -> 
 /// Requests a stop on the first SIGTERM or SIGINT; a second one exits at
 /// once (the open transaction is then aborted by the next replica's
 /// `init_transactions`, or by the transaction timeout).
+///
+/// The SIGTERM handler is registered before this returns, not in the task
+/// it spawns: a stop sent right after start-up (a scale-in racing the
+/// start) must be a graceful stop, not the default action of the signal.
+/// Call it inside the runtime.
 pub fn install_signal_handlers(shutdown: Shutdown) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot install the SIGTERM handler");
-                    return;
-                }
-            };
+        let mut term = match term {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot install the SIGTERM handler");
+                return;
+            }
+        };
         let mut seen = 0;
         loop {
             tokio::select! {

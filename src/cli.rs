@@ -255,11 +255,8 @@ pub fn main_with(registry: Registry) -> ExitCode {
             Err(code) => code,
         },
         Command::Run { config } => {
-            let settings = match load(&config, &registry) {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            telemetry::init_logging(&settings.log);
+            // The runtime and the stop signals first: a SIGTERM that comes
+            // while the configuration loads is a graceful stop too.
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
@@ -272,10 +269,13 @@ pub fn main_with(registry: Registry) -> ExitCode {
                 }
             };
             let shutdown = Shutdown::new();
-            let result = runtime.block_on(async {
-                app::install_signal_handlers(shutdown.clone());
-                app::run(settings, registry, shutdown).await
-            });
+            runtime.block_on(async { app::install_signal_handlers(shutdown.clone()) });
+            let settings = match load(&config, &registry) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            telemetry::init_logging(&settings.log);
+            let result = runtime.block_on(app::run(settings, registry, shutdown));
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

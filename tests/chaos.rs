@@ -374,6 +374,10 @@ topic = "{dlq}"
                 let id = format!("{}-extra", p.group);
                 let mut extra = fleet.spawn(&id);
                 let joined = Instant::now();
+                // Its stop is a scale-in of a running replica: it must be
+                // up first (it may join after the input has all been
+                // written, when there is no first commit to wait for).
+                extra.wait_ready();
                 let w = written.clone();
                 wait_until("the new replica's first commit", || {
                     extra.assert_alive();

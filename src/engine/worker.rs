@@ -300,6 +300,12 @@ impl Loop {
         let left = || shutdown.is_requested().then_some(Duration::ZERO);
         tracing::info!(worker = index, transactional_id = %txn_id, guarantee = %settings.processing.guarantee, "initialising the producer");
         if let Err(f) = self.consumer.context().output.init(&left) {
+            if self.shutdown.is_requested() {
+                // Stopped before it started: nothing was consumed, nothing
+                // is left to commit.
+                tracing::info!(worker = index, "stop requested during start-up");
+                return Ok(());
+            }
             let cause =
                 format!("worker {index} cannot initialise transactional id `{txn_id}`: {f}");
             return Err(match f {
