@@ -171,38 +171,35 @@ fn a_transaction_that_outlives_its_timeout_recovers_in_process_without_exiting()
         output: output_topic,
         group,
     } = Pipeline::create("txn-timeout", 4, 4);
-    let input = input_records(20_000, 31);
-    let writer = produce_paced(&input_topic, input.clone(), 2_000);
+    let input = input_records(2_000, 31);
+    produce(&input_topic, &input);
 
     let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
-    cfg.extra_env = vec![
-        // The coordinator aborts a transaction open this long (its sweep
-        // runs every 10 s), and bumps the producer's epoch.
-        (
-            "EXACTLY__KAFKA__PRODUCER__TRANSACTION_TIMEOUT_MS".into(),
-            "3000".into(),
-        ),
-        // The group keeps the member through the pause: only the
-        // producer side is fenced.
-        (
-            "EXACTLY__KAFKA__CONSUMER__SESSION_TIMEOUT_MS".into(),
-            "60000".into(),
-        ),
-    ];
+    // One long transaction (9 s, under the default 10 s timeout) takes the
+    // whole input.
+    cfg.commit_interval_ms = 9_000;
+    cfg.max_batch_records = 1_000_000;
+    // The group keeps the member through the pause: only the producer side
+    // is fenced.
+    cfg.extra_env = vec![(
+        "EXACTLY__KAFKA__CONSUMER__SESSION_TIMEOUT_MS".into(),
+        "60000".into(),
+    )];
     let mut daemon = Daemon::start(&cfg);
-    daemon.wait_produced(2_000.0);
-    wait_until("a transaction holding records", || {
-        daemon.metric("exactly_records_consumed_total")
-            > daemon.metric("exactly_records_produced_total")
+    // Every output written and acknowledged (nothing left in the client's
+    // queue to time out on its own), none committed yet.
+    wait_until("the open transaction to hold every output", || {
+        daemon.assert_alive();
+        written_to(&output_topic) == input.len() as i64
     });
-    // Paused for longer than timeout + sweep interval: when it resumes, its
-    // transaction is gone and its next call is refused as fenced, although
-    // no other instance exists.
+    assert_eq!(daemon.metric("exactly_records_produced_total"), 0.0);
+    // Paused past the timeout and the coordinator's 10 s sweep: when it
+    // resumes, the coordinator has aborted its transaction and bumped the
+    // epoch, and its commit is refused as fenced — with no other instance.
     daemon.signal("STOP");
-    std::thread::sleep(Duration::from_secs(25)); // the fault's length
+    std::thread::sleep(Duration::from_secs(30)); // the fault's length
     daemon.signal("CONT");
 
-    writer.join().unwrap();
     wait_caught_up(&group, &input_topic, &mut [&mut daemon]);
     daemon.assert_alive();
     assert!(

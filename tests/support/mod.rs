@@ -469,6 +469,27 @@ pub fn committed_and_end(group: &str, topic: &str) -> (i64, i64) {
     (committed, end)
 }
 
+/// Records written to `topic` so far, committed or not: the sum of its
+/// high watermarks as a read_uncommitted client sees them.
+pub fn written_to(topic: &str) -> i64 {
+    let c: BaseConsumer = consumer_config(&unique("hw"))
+        .set("isolation.level", "read_uncommitted")
+        .create()
+        .unwrap();
+    let md = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    md.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            c.fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .unwrap()
+                .1
+        })
+        .sum()
+}
+
 /// The metadata of `group`'s committed offsets on each partition of `topic`
 /// (exactly writes the committing worker's transactional id there).
 pub fn committed_metadata(group: &str, topic: &str) -> Vec<String> {
