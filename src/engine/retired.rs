@@ -17,7 +17,7 @@
 //! does not offer. Its old transactions end with their timeout.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -48,7 +48,9 @@ pub fn retired_ids<'a>(
         .collect()
 }
 
-/// Fences the retired ids of this replica; returns them.
+/// Fences the retired ids of this replica; returns them. An error here
+/// costs no correctness (a retired id's open transaction still ends with
+/// its timeout), so the caller only warns.
 pub fn fence_retired(settings: &Settings, timeout: Duration) -> anyhow::Result<Vec<String>> {
     if settings.processing.guarantee != Guarantee::ExactlyOnce {
         return Ok(Vec::new());
@@ -71,9 +73,21 @@ pub fn fence_retired(settings: &Settings, timeout: Duration) -> anyhow::Result<V
             }
         }
     }
-    let committed = probe
-        .committed_offsets(partitions, timeout)
-        .context("cannot read the group's committed offsets")?;
+    // A broker that has just started answers NOT_COORDINATOR (or "loading")
+    // for a while: ask again until the start-up timeout.
+    let deadline = Instant::now() + timeout;
+    let committed = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match probe.committed_offsets(partitions.clone(), left) {
+            Ok(c) => break c,
+            Err(e) if !left.is_zero() => {
+                tracing::debug!(error = %e, "committed offsets not readable yet; asking again");
+                // Backoff between attempts, not synchronisation.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e).context("cannot read the group's committed offsets"),
+        }
+    };
     let current: Vec<String> = (0..settings.processing.workers)
         .map(|i| settings.worker_transactional_id(i))
         .collect();
