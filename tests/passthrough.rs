@@ -127,19 +127,44 @@ fn two_workers_in_one_process_share_the_partitions_exactly_once() {
         group,
     } = Pipeline::create("workers", 6, 6);
     let input = input_records(20_000, 53);
-    produce(&input_topic, &input);
+    let (first, second) = input.split_at(10_000);
+    produce(&input_topic, first);
     let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
     cfg.extra_env = vec![("EXACTLY__PROCESSING__WORKERS".into(), "2".into())];
-    let daemon = Daemon::run_to_end(&cfg);
+    let mut daemon = Daemon::start(&cfg);
+    daemon.wait_ready();
+    // The first worker to join takes all six partitions; the cooperative
+    // rebalance that hands half of them to the other worker takes two rounds
+    // and may end after the first half of the input is done. Wait until both
+    // workers hold partitions and the process holds all six again.
+    let holds = |log: &str, worker: &str| {
+        log.lines().any(|l| {
+            l.contains("partitions assigned")
+                && l.contains(&format!("worker={worker} "))
+                && !l.ends_with("partitions=0")
+        })
+    };
+    wait_until("both workers to hold partitions", || {
+        daemon.assert_alive();
+        let log = strip_ansi(&daemon.log_text());
+        holds(&log, "0") && holds(&log, "1") && daemon.metric("exactly_assigned_partitions") == 6.0
+    });
+    produce(&input_topic, second);
+    wait_caught_up(&group, &input_topic, &mut [&mut daemon]);
     let a = audit(&input, &read_all(&output_topic, "read_committed"));
     assert!(a.is_exactly_once(), "{a:?}");
     assert_eq!(a.order_violations, 0, "{a:?}");
-    // Both workers hold partitions: the process holds all six.
-    assert_eq!(daemon.metric("exactly_assigned_partitions"), 6.0);
-    assert!(
-        daemon.log_text().contains("-w1"),
-        "worker 1 has its own transactional id"
-    );
+    // Each worker committed records of its own, under its own transactional id.
+    let log = strip_ansi(&daemon.log_text());
+    for worker in ["0", "1"] {
+        assert!(
+            log.lines().any(|l| l.contains("transaction committed")
+                && l.contains(&format!("worker={worker} "))
+                && !l.contains("records=0 ")),
+            "worker {worker} committed no records"
+        );
+    }
+    assert!(log.contains("-w1"), "worker 1 has its own transactional id");
 }
 
 #[test]
