@@ -22,18 +22,20 @@ ARG DEBIAN_RELEASE=bookworm
 ###############################################################################
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS builder
 
-# rdkafka-sys (features: libz only) runs librdkafka's mklove `./configure`
-# and `make libs`: that needs bash, a C compiler and make; pkg-config lets
-# configure find zlib; python3 is optional (only librdkafka's linker-script
-# generator uses it). The rust image ships all of these already: installing
-# them explicitly keeps the build working if the base image ever slims down.
-# No openssl/sasl/zstd/curl dev packages: those features are off in Cargo.toml.
+# rdkafka-sys builds librdkafka with cmake (Cargo.toml: cmake-build), and
+# OpenSSL, libcurl, zstd and zlib from their vendored sources (ssl-vendored,
+# curl-static, zstd, libz-static): that needs a C compiler, make, cmake and
+# perl (OpenSSL's Configure). pkg-config and python3 are used by some of
+# the build scripts. No -dev packages: nothing links against the system's
+# libraries, so the runtime image needs only glibc and CA certificates.
 # Versions are not pinned: the Debian release is the pin, and exact package
 # versions disappear from the mirrors with every point release.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         build-essential \
+        cmake \
+        perl \
         pkg-config \
         python3 \
     && rm -rf /var/lib/apt/lists/*
@@ -73,10 +75,10 @@ RUN find src -name '*.rs' -exec touch {} + \
 ###############################################################################
 FROM debian:${DEBIAN_RELEASE}-slim AS runtime
 
-# Only CA certificates: librdkafka is linked statically and zlib is vendored,
-# so glibc (already in the base image) is the one shared library needed. The
-# certificates cost little and are what a TLS-enabled build (rdkafka's `ssl`
-# feature, off today) would verify brokers against.
+# Only CA certificates: librdkafka, OpenSSL, libcurl, zstd and zlib are
+# linked statically, so glibc (already in the base image) is the one shared
+# library needed. librdkafka verifies brokers' TLS certificates against the
+# system's CA bundle unless `ssl.ca.location` names another.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
