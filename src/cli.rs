@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -85,7 +85,9 @@ struct VerifyArgs {
     /// Seconds to wait for transactions still open in the outputs' snapshot.
     #[arg(long, default_value_t = 120)]
     wait_secs: u64,
-    /// Extra librdkafka client property, `key=value` (repeatable).
+    /// Extra librdkafka client property, `key=value` (repeatable). A value
+    /// may be a reference, `${file:PATH}` or `${env:NAME}`, so that no secret
+    /// needs to be on the command line.
     #[arg(long = "property", value_parser = key_value)]
     properties: Vec<(String, String)>,
 }
@@ -158,20 +160,35 @@ fn verify_options(args: &VerifyArgs) -> Result<VerifyOptions, String> {
     } else {
         Until::End
     });
+    // The configuration's client properties (its security settings) with
+    // their references read, then --property, whose values may be
+    // references too.
     let mut properties: BTreeMap<String, String> = settings
         .as_ref()
         .map(|s| {
-            s.kafka
-                .consumer
-                .iter()
-                .filter(|(k, _)| {
-                    k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.")
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
+            let mut p = s.kafka.resolved.client.clone();
+            p.extend(
+                s.kafka
+                    .resolved
+                    .consumer
+                    .iter()
+                    .filter(|(k, _)| {
+                        k.starts_with("security.")
+                            || k.starts_with("sasl.")
+                            || k.starts_with("ssl.")
+                    })
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+            p
         })
         .unwrap_or_default();
-    properties.extend(args.properties.iter().cloned());
+    for (key, raw) in &args.properties {
+        let r = crate::secrets::resolve(key, raw).map_err(|e| format!("--property {key}: {e}"))?;
+        if r.secret {
+            crate::secrets::register(&r.value);
+        }
+        properties.insert(key.clone(), r.value);
+    }
     Ok(VerifyOptions {
         bootstrap_servers,
         inputs,
@@ -189,7 +206,7 @@ fn run_verify(args: &VerifyArgs) -> ExitCode {
     let opts = match verify_options(args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::secrets::eprint_line(&format!("error: {e}"));
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -211,7 +228,7 @@ fn run_verify(args: &VerifyArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::secrets::eprint_line(&format!("error: {e:#}"));
             ExitCode::from(EXIT_CONFIG)
         }
     }
@@ -220,7 +237,7 @@ fn run_verify(args: &VerifyArgs) -> ExitCode {
 /// Loads and validates a configuration, including its transform chain.
 fn load(path: &std::path::Path, registry: &Registry) -> Result<Settings, ExitCode> {
     let fail = |e: String| {
-        eprintln!("error: {e}");
+        crate::secrets::eprint_line(&format!("error: {e}"));
         ExitCode::from(EXIT_CONFIG)
     };
     let settings = Settings::load(path).map_err(|e| fail(e.to_string()))?;
@@ -234,9 +251,23 @@ fn load(path: &std::path::Path, registry: &Registry) -> Result<Settings, ExitCod
     Ok(settings)
 }
 
+/// `exactly --version`: this crate's version, and the librdkafka it is built
+/// with and that library's features (TLS, SASL mechanisms, codecs).
+fn version() -> String {
+    let (version, features) = crate::kafka::library();
+    format!(
+        "{} (librdkafka {version}; features: {features})",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 /// Runs the command line with the step types of `registry`.
 pub fn main_with(registry: Registry) -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let command = Cli::command().version(&*Box::leak(version().into_boxed_str()));
+    let parsed = command
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_CONFIG } else { 0 };
@@ -264,7 +295,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("error: cannot start the runtime: {e}");
+                    crate::secrets::eprint_line(&format!("error: cannot start the runtime: {e}"));
                     return ExitCode::FAILURE;
                 }
             };
@@ -280,7 +311,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "exactly stopped with an error");
-                    eprintln!("error: {e:#}");
+                    crate::secrets::eprint_line(&format!("error: {e:#}"));
                     ExitCode::FAILURE
                 }
             }

@@ -122,12 +122,61 @@ pub struct KafkaSettings {
     /// `session.timeout.ms`, since static members do not leave the group.
     #[serde(default = "yes")]
     pub static_membership: bool,
+    /// librdkafka properties for every client the daemon makes (consumers,
+    /// producers, start-up look-ups, `verify`): the home of security
+    /// settings. `[kafka.consumer]` and `[kafka.producer]` win over it.
+    /// A value may be a `${file:PATH}` or `${env:NAME}` reference.
+    #[serde(default)]
+    pub client: BTreeMap<String, String>,
     /// librdkafka consumer properties, passed through unchanged.
     #[serde(default)]
     pub consumer: BTreeMap<String, String>,
     /// librdkafka producer properties, passed through unchanged.
     #[serde(default)]
     pub producer: BTreeMap<String, String>,
+    /// The three tables with their references read; filled by
+    /// [`Settings::parse`]. Never printed: it holds secrets.
+    #[serde(skip)]
+    pub resolved: ResolvedTables,
+}
+
+/// The passthrough tables as librdkafka gets them: every `${file:…}` and
+/// `${env:…}` reference read once, at load time.
+#[derive(Clone, Default)]
+pub struct ResolvedTables {
+    /// `[kafka.client]`
+    pub client: BTreeMap<String, String>,
+    /// `[kafka.consumer]`
+    pub consumer: BTreeMap<String, String>,
+    /// `[kafka.producer]`
+    pub producer: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for ResolvedTables {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ResolvedTables { .. }")
+    }
+}
+
+impl ResolvedTables {
+    /// The consumer's properties: `[kafka.client]`, then `[kafka.consumer]`.
+    pub fn for_consumer(&self) -> BTreeMap<String, String> {
+        merged(&self.client, &self.consumer)
+    }
+
+    /// The producer's properties: `[kafka.client]`, then `[kafka.producer]`.
+    pub fn for_producer(&self) -> BTreeMap<String, String> {
+        merged(&self.client, &self.producer)
+    }
+}
+
+fn merged(
+    shared: &BTreeMap<String, String>,
+    own: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut all = shared.clone();
+    all.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all
 }
 
 fn default_startup_timeout_ms() -> u64 {
@@ -380,10 +429,14 @@ impl Settings {
         toml_text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
-        let env: config::Map<String, String> = env
+        // Passthrough properties from the environment are librdkafka strings:
+        // they are set as given, never parsed as numbers or booleans (a
+        // password `0042` stays `0042`).
+        let (table_env, env): (Vec<_>, Vec<_>) = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX_SEP))
-            .collect();
+            .partition(|(k, _)| passthrough_env_key(k).is_some());
+        let env: config::Map<String, String> = env.into_iter().collect();
         let layered = config::Config::builder()
             .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
             .add_source(
@@ -408,9 +461,24 @@ impl Settings {
                 strip_key_suffix(&message),
             )
         })?;
-        settings.kafka.consumer = dotted_keys(std::mem::take(&mut settings.kafka.consumer));
-        settings.kafka.producer = dotted_keys(std::mem::take(&mut settings.kafka.producer));
+        for (name, value) in table_env {
+            if let Some((table, key)) = passthrough_env_key(&name) {
+                let k = &mut settings.kafka;
+                let map = match table {
+                    Table::Client => &mut k.client,
+                    Table::Consumer => &mut k.consumer,
+                    Table::Producer => &mut k.producer,
+                };
+                map.insert(key, value);
+            }
+        }
+        let k = &mut settings.kafka;
+        k.client = dotted_keys(std::mem::take(&mut k.client));
+        k.consumer = dotted_keys(std::mem::take(&mut k.consumer));
+        k.producer = dotted_keys(std::mem::take(&mut k.producer));
         settings.validate()?;
+        settings.kafka.resolved = settings.kafka.resolve()?;
+        settings.kafka.check_security()?;
         Ok(settings)
     }
 
@@ -478,24 +546,24 @@ impl Settings {
                 ),
             ));
         }
-        for (key, why) in CONSUMER_OWNED {
-            if self.kafka.consumer.contains_key(*key) {
-                return Err(invalid(
-                    format!("kafka.consumer.\"{key}\""),
-                    format!("this property is managed by exactly and cannot be set: {why}"),
-                ));
-            }
-        }
         let producer_owned = match p.guarantee {
             Guarantee::ExactlyOnce => PRODUCER_OWNED_EXACTLY_ONCE,
             Guarantee::AtLeastOnce => PRODUCER_OWNED_AT_LEAST_ONCE,
         };
-        for (key, why) in producer_owned {
-            if self.kafka.producer.contains_key(*key) {
-                return Err(invalid(
-                    format!("kafka.producer.\"{key}\""),
-                    format!("this property is managed by exactly and cannot be set: {why}"),
-                ));
+        let k = &self.kafka;
+        for (table, map, owned) in [
+            ("consumer", &k.consumer, CONSUMER_OWNED),
+            ("producer", &k.producer, producer_owned),
+            ("client", &k.client, CONSUMER_OWNED),
+            ("client", &k.client, producer_owned),
+        ] {
+            for (key, why) in owned {
+                if map.contains_key(*key) {
+                    return Err(invalid(
+                        format!("kafka.{table}.\"{key}\""),
+                        format!("this property is managed by exactly and cannot be set: {why}"),
+                    ));
+                }
             }
         }
         if p.guarantee == Guarantee::ExactlyOnce {
@@ -530,7 +598,12 @@ impl Settings {
     /// `transaction.timeout.ms` of the producer: the user's, or exactly's
     /// default.
     pub fn transaction_timeout_ms(&self) -> Result<u64, ConfigError> {
-        match self.kafka.producer.get("transaction.timeout.ms") {
+        let k = &self.kafka;
+        match k
+            .producer
+            .get("transaction.timeout.ms")
+            .or(k.client.get("transaction.timeout.ms"))
+        {
             None => Ok(DEFAULT_TRANSACTION_TIMEOUT_MS),
             Some(v) => v.trim().parse().map_err(|_| {
                 invalid(
@@ -570,10 +643,12 @@ impl Settings {
     pub fn to_masked_toml(&self) -> String {
         let mut shown = self.clone();
         shown.kafka.transactional_id = Some(self.base_transactional_id());
-        for map in [&mut shown.kafka.consumer, &mut shown.kafka.producer] {
-            for (k, v) in map.iter_mut() {
-                if is_secret_key(k) {
-                    *v = "********".to_owned();
+        let k = &mut shown.kafka;
+        for map in [&mut k.client, &mut k.consumer, &mut k.producer] {
+            for (key, v) in map.iter_mut() {
+                // A reference names where the secret is, not the secret.
+                if is_secret_key(key) && !crate::secrets::is_reference(v) {
+                    *v = crate::secrets::MASK.to_owned();
                 }
             }
         }
@@ -581,15 +656,7 @@ impl Settings {
     }
 }
 
-/// librdkafka properties whose values must never be printed.
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.contains("password")
-        || k.contains("secret")
-        || k.ends_with(".key.pem")
-        || k.contains("token")
-        || k == "sasl.oauthbearer.config"
-}
+pub use crate::secrets::is_secret_key;
 
 fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
     if value.trim().is_empty() {
@@ -646,6 +713,32 @@ fn dotted_keys(map: BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Which passthrough table an environment variable sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    Client,
+    Consumer,
+    Producer,
+}
+
+/// `EXACTLY__KAFKA__CLIENT__SASL_PASSWORD` → (client, `sasl_password`); the
+/// underscores become dots later, as for keys written in the file.
+fn passthrough_env_key(name: &str) -> Option<(Table, String)> {
+    let rest = name.strip_prefix(ENV_PREFIX_SEP)?;
+    let (section, rest) = rest.split_once("__")?;
+    if !section.eq_ignore_ascii_case("kafka") {
+        return None;
+    }
+    let (table, key) = rest.split_once("__")?;
+    let table = match table.to_ascii_lowercase().as_str() {
+        "client" => Table::Client,
+        "consumer" => Table::Consumer,
+        "producer" => Table::Producer,
+        _ => return None,
+    };
+    (!key.is_empty()).then(|| (table, key.to_ascii_lowercase()))
+}
+
 /// librdkafka properties spelt with an underscore (the others are callbacks,
 /// which no configuration file can set).
 const UNDERSCORED_PROPERTIES: &[&str] = &["log_level"];
@@ -663,5 +756,6 @@ fn strip_key_suffix(message: &str) -> String {
     }
 }
 
+mod client;
 #[cfg(test)]
 mod tests;

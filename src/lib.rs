@@ -8,6 +8,8 @@
 //!
 //! - [`config`]: typed configuration — TOML plus `EXACTLY__SECTION__KEY`
 //!   environment overrides — and its validation.
+//! - [`secrets`]: `${file:…}` / `${env:…}` property values, and the redaction
+//!   of every secret from logs and errors.
 //! - [`kafka`]: librdkafka client properties (the contract's, the defaults,
 //!   the user's) and the start-up check of the cluster and topics.
 //! - [`engine`]: the exactly-once loop — workers, batches, rebalance handling,
@@ -31,6 +33,7 @@ pub mod config;
 pub mod engine;
 pub mod kafka;
 pub mod lineage;
+pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;
 pub mod transform;

@@ -303,3 +303,124 @@ fn a_commit_interval_the_transaction_timeout_would_cut_short_is_refused() {
     let alo = text.replace("\"exactly_once\"", "\"at_least_once\"");
     assert!(Settings::parse(&alo, no_env()).is_ok());
 }
+
+/// MINIMAL with a `[kafka.client]` table holding `lines`.
+fn with_client(lines: &str) -> String {
+    format!("{MINIMAL}\n[kafka.client]\n{lines}\n")
+}
+
+#[test]
+fn passthrough_values_from_the_environment_stay_the_strings_given() {
+    let s = Settings::parse(
+        MINIMAL,
+        env(&[
+            ("EXACTLY__KAFKA__CLIENT__SASL_PASSWORD", "0042"),
+            ("EXACTLY__KAFKA__CLIENT__SASL_USERNAME", "1e5"),
+            ("EXACTLY__KAFKA__PRODUCER__ENABLE_GAPLESS_GUARANTEE", "TRUE"),
+            (
+                "EXACTLY__KAFKA__CONSUMER__CLIENT_RACK",
+                "12345678901234567890123",
+            ),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.kafka.client["sasl.password"], "0042");
+    assert_eq!(s.kafka.client["sasl.username"], "1e5");
+    assert_eq!(s.kafka.producer["enable.gapless.guarantee"], "TRUE");
+    assert_eq!(s.kafka.consumer["client.rack"], "12345678901234567890123");
+    // The environment wins over the file, as for every other key.
+    assert_eq!(s.kafka.consumer["session.timeout.ms"], "6000");
+    let s = Settings::parse(
+        MINIMAL,
+        env(&[("EXACTLY__KAFKA__CONSUMER__SESSION_TIMEOUT_MS", "7000")]),
+    )
+    .unwrap();
+    assert_eq!(s.kafka.consumer["session.timeout.ms"], "7000");
+}
+
+#[test]
+fn the_client_table_reaches_consumers_and_producers_and_theirs_win() {
+    let text = with_client("\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\"sasl.username\" = \"u\"\n\"client.rack\" = \"a\"")
+        .replace(
+            "[kafka.producer]",
+            "[kafka.producer]\n\"client.rack\" = \"b\"",
+        );
+    let s = Settings::parse(&text, no_env()).unwrap();
+    let consumer = s.kafka.resolved.for_consumer();
+    let producer = s.kafka.resolved.for_producer();
+    assert_eq!(consumer["security.protocol"], "SASL_SSL");
+    assert_eq!(producer["sasl.mechanism"], "SCRAM-SHA-512");
+    assert_eq!(consumer["client.rack"], "a");
+    assert_eq!(producer["client.rack"], "b");
+}
+
+#[test]
+fn the_client_table_cannot_set_what_exactly_owns() {
+    for key in [
+        "isolation.level",
+        "transactional.id",
+        "enable.idempotence",
+        "group.id",
+    ] {
+        let (got, msg) = err_of(&with_client(&format!("\"{key}\" = \"x\"")), no_env());
+        assert_eq!(got, format!("kafka.client.\"{key}\""));
+        assert!(msg.contains("managed by exactly"), "{msg}");
+    }
+}
+
+#[test]
+fn sasl_without_a_usable_mechanism_is_refused_before_librdkafka_sees_it() {
+    let (key, msg) = err_of(
+        &with_client("\"security.protocol\" = \"SASL_SSL\""),
+        no_env(),
+    );
+    assert_eq!(key, "kafka.client.\"security.protocol\"");
+    assert!(
+        msg.contains("sasl.mechanism") && msg.contains("GSSAPI"),
+        "{msg}"
+    );
+    let (key, msg) = err_of(
+        &with_client("\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"GSSAPI\""),
+        no_env(),
+    );
+    assert_eq!(key, "kafka.client.\"sasl.mechanism\"");
+    assert!(msg.contains("Kerberos"), "{msg}");
+    let (_, msg) = err_of(
+        &with_client(
+            "\"security.protocol\" = \"sasl_plaintext\"\n\"sasl.mechanism\" = \"SCRAM-SHA-512\"",
+        ),
+        no_env(),
+    );
+    assert!(msg.contains("sasl.username"), "{msg}");
+    // OAUTHBEARER needs no user name; the producer's own table counts too.
+    let text = MINIMAL.replace(
+        "[kafka.producer]",
+        "[kafka.producer]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"OAUTHBEARER\"",
+    );
+    Settings::parse(&text, no_env()).unwrap();
+}
+
+#[test]
+fn secret_references_are_read_shown_as_written_and_broken_ones_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "from-the-file\n").unwrap();
+    let text = with_client(&format!(
+        "\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"PLAIN\"\n\
+         \"sasl.username\" = \"u\"\n\"sasl.password\" = \"${{file:{}}}\"",
+        file.display()
+    ));
+    let s = Settings::parse(&text, no_env()).unwrap();
+    assert_eq!(s.kafka.resolved.client["sasl.password"], "from-the-file");
+    let shown = s.to_masked_toml();
+    assert!(shown.contains("${file:"), "{shown}");
+    assert!(!shown.contains("from-the-file"), "{shown}");
+    assert_eq!(crate::secrets::redact("x from-the-file y"), "x ******** y");
+
+    let (key, msg) = err_of(
+        &with_client("\"sasl.password\" = \"${file:/nonexistent/exactly-pw}\""),
+        no_env(),
+    );
+    assert_eq!(key, "kafka.client.\"sasl.password\"");
+    assert!(msg.contains("/nonexistent/exactly-pw"), "{msg}");
+}
