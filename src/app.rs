@@ -36,6 +36,9 @@ pub async fn run(settings: Settings, registry: Registry, shutdown: Shutdown) -> 
     tokio::task::spawn_blocking(move || {
         check_cluster(&check, timeout)?;
         if let Err(e) = fence_retired(&check, timeout) {
+            if e.downcast_ref::<crate::kafka::NotAuthorized>().is_some() {
+                return Err(e);
+            }
             tracing::warn!(
                 error = %format!("{e:#}"),
                 "could not look for transactional ids of workers this replica no longer runs; \

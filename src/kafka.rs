@@ -6,9 +6,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use std::sync::Mutex;
+
+use rdkafka::bindings::rd_kafka_resp_err_t as RDKafkaRespErr;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext};
 
 use crate::config::{Guarantee, Settings};
 
@@ -53,6 +58,24 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
     ("delivery.report.only.error", "true"),
 ];
 
+/// The librdkafka this binary is built with: its version and its built-in
+/// features (`builtin.features`: codecs, TLS, SASL mechanisms, OIDC).
+pub fn library() -> (String, String) {
+    let (_, version) = rdkafka::util::get_rdkafka_version();
+    let features = ClientConfig::new()
+        .create_native_config()
+        .and_then(|c| c.get("builtin.features"))
+        .unwrap_or_else(|e| format!("unknown ({e})"));
+    // The cmake build lists `sasl_gssapi` whether or not Cyrus SASL is
+    // linked; it is not (Kerberos is not built in: docs/security.md).
+    let features = features
+        .split(',')
+        .filter(|f| *f != "sasl_gssapi")
+        .collect::<Vec<_>>()
+        .join(",");
+    (version, features)
+}
+
 fn base(settings: &Settings, client_id: &str) -> ClientConfig {
     let mut cfg = ClientConfig::new();
     cfg.set("bootstrap.servers", &settings.kafka.bootstrap_servers)
@@ -61,11 +84,33 @@ fn base(settings: &Settings, client_id: &str) -> ClientConfig {
 }
 
 /// Applies a passthrough table to a client, and the log level it asks for.
-fn passthrough(cfg: &mut ClientConfig, table: &BTreeMap<String, String>) {
+pub fn passthrough(cfg: &mut ClientConfig, table: &BTreeMap<String, String>) {
     for (k, v) in table {
         cfg.set(k, v);
     }
+    if uses_tls(table) && !table.keys().any(|k| k.starts_with("ssl.ca.")) {
+        // OpenSSL is linked statically, so its compiled-in CA directory is
+        // not the system's: `probe` makes librdkafka look in the usual
+        // places (/etc/ssl/certs/ca-certificates.crt on Debian), so a
+        // cluster with a public certificate works with no CA setting.
+        cfg.set("ssl.ca.location", "probe");
+    }
+    let oidc = table
+        .get("sasl.oauthbearer.method")
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("oidc"));
+    if oidc && !table.keys().any(|k| k.starts_with("https.ca.")) {
+        // The same for the token endpoint's certificate, which libcurl
+        // checks against librdkafka's `https.ca.location`.
+        cfg.set("https.ca.location", "probe");
+    }
     cfg.set_log_level(log_level(table));
+}
+
+/// Whether `security.protocol` is SSL or SASL_SSL.
+fn uses_tls(table: &BTreeMap<String, String>) -> bool {
+    table
+        .get("security.protocol")
+        .is_some_and(|p| p.trim().to_ascii_uppercase().ends_with("SSL"))
 }
 
 /// The level librdkafka logs at, from a passthrough table. rust-rdkafka sets
@@ -96,11 +141,11 @@ fn log_level(table: &BTreeMap<String, String>) -> RDKafkaLogLevel {
 }
 
 /// A client for start-up look-ups (metadata, committed offsets): the
-/// brokers and the `[kafka.consumer]` table, whose security and network
-/// properties apply to it too.
+/// brokers, `[kafka.client]` and the `[kafka.consumer]` table, whose
+/// security and network properties apply to it too.
 pub fn probe_config(settings: &Settings, client_id: &str) -> ClientConfig {
     let mut cfg = base(settings, client_id);
-    passthrough(&mut cfg, &settings.kafka.consumer);
+    passthrough(&mut cfg, &settings.kafka.resolved.for_consumer());
     cfg
 }
 
@@ -112,7 +157,7 @@ pub fn consumer_config(settings: &Settings, client_id: &str, instance_id: &str) 
     for (k, v) in CONSUMER_DEFAULTS {
         cfg.set(*k, *v);
     }
-    passthrough(&mut cfg, &settings.kafka.consumer);
+    passthrough(&mut cfg, &settings.kafka.resolved.for_consumer());
     // Required by the contract; config validation refuses user values for these.
     cfg.set("group.id", &settings.kafka.group_id)
         .set("isolation.level", "read_committed")
@@ -141,7 +186,8 @@ pub fn producer_config(
             crate::config::DEFAULT_TRANSACTION_TIMEOUT_MS.to_string(),
         );
     }
-    passthrough(&mut cfg, &settings.kafka.producer);
+    let table = settings.kafka.resolved.for_producer();
+    passthrough(&mut cfg, &table);
     match settings.processing.guarantee {
         Guarantee::ExactlyOnce => {
             cfg.set("transactional.id", transactional_id)
@@ -149,7 +195,7 @@ pub fn producer_config(
                 .set("acks", "all");
         }
         Guarantee::AtLeastOnce => {
-            if !settings.kafka.producer.contains_key("enable.idempotence") {
+            if !table.contains_key("enable.idempotence") {
                 cfg.set("enable.idempotence", "true");
             }
         }
@@ -157,43 +203,176 @@ pub fn producer_config(
     cfg
 }
 
-/// Checks, before any worker starts, that the cluster answers and that every
-/// configured topic exists: a typo in a topic name is a clear error at
-/// start-up, not a silent idle daemon or an endless produce failure.
+/// Checks, before any worker starts, that the cluster answers, that this
+/// principal may log in, and that every configured topic exists and may be
+/// described: a typo in a topic name, a wrong password or a missing ACL is a
+/// clear error at start-up, not a silent idle daemon or an endless produce
+/// failure.
 pub fn check_cluster(settings: &Settings, timeout: Duration) -> anyhow::Result<()> {
-    let probe: BaseConsumer = probe_config(settings, "exactly-startup-check")
-        .create()
-        .context("cannot create a Kafka client from [kafka] and [kafka.consumer]")?;
-    let metadata = probe.fetch_metadata(None, timeout).with_context(|| {
-        format!(
-            "cannot reach Kafka at kafka.bootstrap_servers = {} within {} s",
-            settings.kafka.bootstrap_servers,
-            timeout.as_secs()
-        )
-    })?;
-    let exists = |name: &str| {
-        metadata
+    let probe: BaseConsumer<ProbeContext> = probe_config(settings, "exactly-startup-check")
+        .create_with_context(ProbeContext::default())
+        .context("cannot create a Kafka client from [kafka.client] and [kafka.consumer]")?;
+    fetch_metadata(&probe, settings, None, timeout)?;
+    let brokers = &settings.kafka.bootstrap_servers;
+    let who = principal(settings);
+    // One request per topic: a request for all topics silently leaves out
+    // those this principal may not describe, and they would look missing.
+    let check = |topic: &str, key: &str, operation: &str| -> anyhow::Result<()> {
+        let metadata = fetch_metadata(&probe, settings, Some(topic), timeout)?;
+        let error = metadata
             .topics()
             .iter()
-            .any(|t| t.name() == name && t.error().is_none())
+            .find(|t| t.name() == topic)
+            .map(|t| t.error());
+        match error {
+            Some(None) => Ok(()),
+            Some(Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)) => bail!(
+                "{who} is not authorized to use {key} `{topic}` on the cluster at {brokers}: \
+                 grant {operation} on Topic:{topic} (docs/security.md lists every ACL exactly needs)"
+            ),
+            _ => bail!("{key} `{topic}` does not exist on the cluster at {brokers}; create it first"),
+        }
     };
     for topic in &settings.input.topics {
-        if !exists(topic) {
-            bail!(
-                "input topic `{topic}` (input.topics) does not exist on the cluster at {}; create it first",
-                settings.kafka.bootstrap_servers
-            );
-        }
+        check(topic, "input topic (input.topics)", "READ")?;
     }
-    if !exists(&settings.output.topic) {
-        bail!(
-            "output topic `{}` (output.topic) does not exist on the cluster at {}; create it first",
-            settings.output.topic,
-            settings.kafka.bootstrap_servers
-        );
+    check(
+        &settings.output.topic,
+        "output topic (output.topic)",
+        "WRITE",
+    )?;
+    if let Some(topic) = &settings.dead_letter.topic {
+        check(topic, "dead-letter topic (dead_letter.topic)", "WRITE")?;
     }
     Ok(())
 }
+
+/// Asks for the cluster's metadata until it answers or `timeout` ends; a
+/// failed login or TLS handshake ends the wait at once.
+fn fetch_metadata(
+    probe: &BaseConsumer<ProbeContext>,
+    settings: &Settings,
+    topic: Option<&str>,
+    timeout: Duration,
+) -> anyhow::Result<rdkafka::metadata::Metadata> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let attempt = left.min(Duration::from_millis(500));
+        let result = probe.fetch_metadata(topic, attempt);
+        // Error events reach the context only when the client is polled.
+        let _ = probe.poll(Duration::ZERO);
+        if let Some((code, reason)) = probe.context().refused() {
+            return Err(refusal(settings, code, &reason));
+        }
+        match result {
+            Ok(metadata) => return Ok(metadata),
+            Err(e) if left <= attempt => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "cannot reach Kafka at kafka.bootstrap_servers = {} within {} s",
+                    settings.kafka.bootstrap_servers,
+                    timeout.as_secs()
+                )))
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// The error for a cluster that refused this client's login or handshake:
+/// it names the broker, the protocol, the mechanism and the principal, and
+/// librdkafka's reason (with any secret redacted by the writer).
+fn refusal(settings: &Settings, code: RDKafkaErrorCode, reason: &str) -> anyhow::Error {
+    let table = settings.kafka.resolved.for_consumer();
+    let get = |k: &str| table.get(k).map(String::as_str);
+    let protocol = get("security.protocol").unwrap_or("plaintext");
+    let what = if code == RDKafkaErrorCode::Authentication {
+        let mechanism = get("sasl.mechanism")
+            .or(get("sasl.mechanisms"))
+            .unwrap_or("GSSAPI");
+        format!(
+            "refused the login of {} with SASL mechanism {mechanism} over {protocol}",
+            principal(settings)
+        )
+    } else {
+        format!(
+            "failed the TLS handshake over {protocol} (client certificate: {})",
+            get("ssl.certificate.location").unwrap_or(if get("ssl.certificate.pem").is_some() {
+                "ssl.certificate.pem"
+            } else {
+                "none"
+            })
+        )
+    };
+    anyhow::anyhow!(
+        "Kafka at {} {what}: {reason}. Check the credentials in [kafka.client] (docs/security.md)",
+        settings.kafka.bootstrap_servers
+    )
+}
+
+/// Who this client is to the cluster, as far as the configuration says.
+pub fn principal(settings: &Settings) -> String {
+    let table = settings.kafka.resolved.for_consumer();
+    match table.get("sasl.username") {
+        Some(user) => format!("principal User:{user}"),
+        None => match table.get("ssl.certificate.location") {
+            Some(cert) => format!("the principal of certificate {cert}"),
+            None => "this client's principal".to_owned(),
+        },
+    }
+}
+
+/// A refusal no retry can overcome: a missing ACL. The start-up ends with
+/// it instead of treating it as a look-up that may succeed later.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAuthorized(pub String);
+
+/// The start-up probes' context: it remembers the first login, TLS or group
+/// authorization failure that librdkafka reports, which a metadata or
+/// committed-offsets request would only show as a timeout. Error events
+/// reach it when the client is polled.
+#[derive(Default)]
+pub struct ProbeContext {
+    refused: Mutex<Option<(RDKafkaErrorCode, String)>>,
+}
+
+impl ProbeContext {
+    /// The first refusal seen: its code (`SSL` for any TLS handshake
+    /// failure) and librdkafka's reason.
+    pub fn refused(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.refused.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+impl ClientContext for ProbeContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        // librdkafka reports a client certificate the broker refused as a
+        // transport failure; its reason says it was OpenSSL ("SSL routines:
+        // ... alert bad certificate").
+        let tls = code == Some(RDKafkaErrorCode::BrokerTransportFailure)
+            && (reason.contains("SSL handshake failed") || reason.contains("SSL routines"));
+        if let Some(
+            code @ (RDKafkaErrorCode::Authentication
+            | RDKafkaErrorCode::SSL
+            | RDKafkaErrorCode::GroupAuthorizationFailed),
+        ) = code
+        {
+            if let Ok(mut r) = self.refused.lock() {
+                r.get_or_insert((code, reason.to_owned()));
+            }
+        } else if tls {
+            if let Ok(mut r) = self.refused.lock() {
+                r.get_or_insert((RDKafkaErrorCode::SSL, reason.to_owned()));
+            }
+        } else {
+            tracing::debug!(target: "librdkafka", error = %error, reason, "start-up check");
+        }
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
 
 #[cfg(test)]
 mod tests {

@@ -83,6 +83,25 @@ impl ErrorClass {
     }
 }
 
+/// The ACL a call refused with `code` was missing, in the words of Kafka's
+/// ACL tool; `None` for codes that are not about authorization. The caller
+/// names the resource when it knows it.
+pub fn missing_acl(code: RDKafkaErrorCode) -> Option<&'static str> {
+    match code {
+        RDKafkaErrorCode::TransactionalIdAuthorizationFailed => {
+            Some("WRITE on the TransactionalId (a prefixed ACL on the base transactional id covers every worker)")
+        }
+        RDKafkaErrorCode::GroupAuthorizationFailed => Some("READ on the consumer Group"),
+        RDKafkaErrorCode::TopicAuthorizationFailed => {
+            Some("READ on each input Topic and WRITE on each output and dead-letter Topic")
+        }
+        RDKafkaErrorCode::ClusterAuthorizationFailed => {
+            Some("IDEMPOTENT_WRITE on the Cluster (only brokers older than 2.8 ask for it)")
+        }
+        _ => None,
+    }
+}
+
 /// Shortcut: the action for `err`.
 pub fn action_for(err: &KafkaError) -> Action {
     ErrorClass::of(err).action()
@@ -120,6 +139,15 @@ mod tests {
     #[test]
     fn an_unclassified_transactional_error_is_fatal() {
         assert_eq!(class(false, false, false).action(), Action::Fatal);
+    }
+
+    #[test]
+    fn authorization_codes_name_the_missing_acl() {
+        let acl = missing_acl(RDKafkaErrorCode::TransactionalIdAuthorizationFailed).unwrap();
+        assert!(acl.contains("WRITE on the TransactionalId"), "{acl}");
+        let acl = missing_acl(RDKafkaErrorCode::GroupAuthorizationFailed).unwrap();
+        assert!(acl.contains("READ on the consumer Group"), "{acl}");
+        assert!(missing_acl(RDKafkaErrorCode::MessageSizeTooLarge).is_none());
     }
 
     #[test]

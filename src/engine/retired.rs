@@ -22,10 +22,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::TopicPartitionList;
 
 use crate::config::{Guarantee, Settings};
-use crate::kafka;
+use crate::kafka::{self, NotAuthorized, ProbeContext};
 
 /// The ids among `found` that are this replica's (`base`, or `base-w<N>`)
 /// but none of its `current` workers'.
@@ -57,10 +58,10 @@ pub fn fence_retired(settings: &Settings, timeout: Duration) -> anyhow::Result<V
     }
     // Not read_committed: with require_stable the broker would make the
     // probe wait for exactly the transactions it is about to fence.
-    let probe: BaseConsumer = kafka::probe_config(settings, "exactly-retired-ids")
+    let probe: BaseConsumer<ProbeContext> = kafka::probe_config(settings, "exactly-retired-ids")
         .set("group.id", &settings.kafka.group_id)
         .set("isolation.level", "read_uncommitted")
-        .create()
+        .create_with_context(ProbeContext::default())
         .context("cannot create the client that looks for retired transactional ids")?;
     let mut partitions = TopicPartitionList::new();
     for topic in &settings.input.topics {
@@ -78,7 +79,19 @@ pub fn fence_retired(settings: &Settings, timeout: Duration) -> anyhow::Result<V
     let deadline = Instant::now() + timeout;
     let committed = loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        match probe.committed_offsets(partitions.clone(), left) {
+        let result = probe.committed_offsets(partitions.clone(), left.min(Duration::from_secs(1)));
+        let _ = probe.poll(Duration::ZERO);
+        if let Some((RDKafkaErrorCode::GroupAuthorizationFailed, _)) = probe.context().refused() {
+            // No retry grants an ACL: the worker would fail the same way.
+            return Err(NotAuthorized(format!(
+                "{} is not authorized to use consumer group `{group}`: grant READ on Group:{group} \
+                 (docs/security.md lists every ACL exactly needs)",
+                kafka::principal(settings),
+                group = settings.kafka.group_id
+            ))
+            .into());
+        }
+        match result {
             Ok(c) => break c,
             Err(e) if !left.is_zero() => {
                 tracing::debug!(error = %e, "committed offsets not readable yet; asking again");

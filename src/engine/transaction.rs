@@ -55,8 +55,11 @@ pub enum TxnFailure {
 impl TxnFailure {
     /// The failure of `call` that ended with `err`, once retrying is over.
     pub fn of(call: &str, err: &KafkaError) -> TxnFailure {
-        let text = format!("{call}: {err}");
         let code = err.rdkafka_error_code();
+        let text = match code.and_then(super::errors::missing_acl) {
+            Some(acl) => format!("{call}: {err}; not authorized: grant {acl}"),
+            None => format!("{call}: {err}"),
+        };
         match (action_for(err), code) {
             (_, Some(RDKafkaErrorCode::FencedInstanceId)) => TxnFailure::MemberFenced(text),
             (Action::Fatal, _) => TxnFailure::Fatal(text),

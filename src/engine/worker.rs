@@ -138,7 +138,7 @@ fn build_clients(spec: &WorkerSpec) -> anyhow::Result<Clients> {
     let producer: ThreadedProducer<DeliveryContext> =
         kafka::producer_config(settings, &client_id, &txn_id)
             .create_with_context(DeliveryContext::default())
-            .context("cannot create the producer from [kafka.producer]")?;
+            .context("cannot create the producer from [kafka.client] and [kafka.producer]")?;
     let output = Output::new(
         producer,
         settings.processing.guarantee,
@@ -156,7 +156,7 @@ fn build_clients(spec: &WorkerSpec) -> anyhow::Result<Clients> {
     );
     let consumer = kafka::consumer_config(settings, &client_id, &txn_id)
         .create_with_context(context)
-        .context("cannot create the consumer from [kafka.consumer]")?;
+        .context("cannot create the consumer from [kafka.client] and [kafka.consumer]")?;
     Ok(Arc::new(consumer))
 }
 
@@ -269,7 +269,8 @@ impl Loop {
             topics: OutputTopics::default(),
             max_message_bytes: settings
                 .kafka
-                .producer
+                .resolved
+                .for_producer()
                 .get("message.max.bytes")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1_000_000),
@@ -282,7 +283,11 @@ impl Loop {
                     .transaction_timeout_ms()
                     .unwrap_or(crate::config::DEFAULT_TRANSACTION_TIMEOUT_MS),
             ),
-            session_timeout: millis(&settings.kafka.consumer, "session.timeout.ms", 45_000),
+            session_timeout: millis(
+                &settings.kafka.resolved.for_consumer(),
+                "session.timeout.ms",
+                45_000,
+            ),
             recoveries: Recoveries::default(),
             txn_id: settings.worker_transactional_id(spec.index),
             spec,
@@ -306,8 +311,14 @@ impl Loop {
                 tracing::info!(worker = index, "stop requested during start-up");
                 return Ok(());
             }
+            // The ACL hint of a refused init names the resource here, where
+            // the id is known.
             let cause =
-                format!("worker {index} cannot initialise transactional id `{txn_id}`: {f}");
+                format!("worker {index} cannot initialise transactional id `{txn_id}`: {f}")
+                    .replace(
+                        "grant WRITE on the TransactionalId",
+                        &format!("grant WRITE on TransactionalId:{txn_id}"),
+                    );
             return Err(match f {
                 TxnFailure::TimedOut(_) => Recoverable::new("init_timed_out", cause).into(),
                 _ => anyhow!(cause),
@@ -461,6 +472,14 @@ impl Loop {
                     // (its outputs must not hold the last stable offset
                     // back); a restarted process rejoins cleanly.
                     return Err(self.consumer_failed(code, "the consumer reported it"));
+                }
+                Some(Err(e)) if is_authorization(&e) => {
+                    // No retry grants a missing ACL; the open transaction is
+                    // aborted and the worker ends, naming what to grant.
+                    if self.batch.is_open() {
+                        let _ = self.abort("the consumer is not authorized");
+                    }
+                    return Err(self.not_authorized(&e));
                 }
                 Some(Err(e)) => {
                     // Consumer errors (broker down, topic gone) are reported
@@ -983,10 +1002,43 @@ fn reset_policy(settings: &Settings) -> ResetPolicy {
     ResetPolicy::from_property(
         settings
             .kafka
-            .consumer
+            .resolved
+            .for_consumer()
             .get("auto.offset.reset")
             .map(String::as_str),
     )
+}
+
+/// A consumer error that only an ACL can fix.
+fn is_authorization(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::GroupAuthorizationFailed | RDKafkaErrorCode::TopicAuthorizationFailed
+        )
+    )
+}
+
+impl Loop {
+    /// The error a worker stops with when its consumer was refused: it names
+    /// the principal, the resource and the ACL to grant.
+    fn not_authorized(&self, e: &KafkaError) -> anyhow::Error {
+        let settings = &self.spec.settings;
+        let who = crate::kafka::principal(settings);
+        let grant = match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::GroupAuthorizationFailed) => {
+                format!("READ on Group:{}", settings.kafka.group_id)
+            }
+            _ => format!(
+                "READ on Topic:{} (each input topic)",
+                settings.input.topics.join(", Topic:")
+            ),
+        };
+        anyhow!(
+            "worker {}: {who} is not authorized: grant {grant} (consumer error: {e}; docs/security.md)",
+            self.index
+        )
+    }
 }
 
 /// The error a worker stops with when its consumer failed fatally, naming

@@ -27,9 +27,7 @@ pub struct Span {
 
 fn client(opts: &VerifyOptions, group: &str, isolation: &str) -> anyhow::Result<BaseConsumer> {
     let mut cfg = ClientConfig::new();
-    for (k, v) in &opts.properties {
-        cfg.set(k, v);
-    }
+    crate::kafka::passthrough(&mut cfg, &opts.properties);
     cfg.set("bootstrap.servers", &opts.bootstrap_servers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
@@ -48,7 +46,14 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn connect(opts: &VerifyOptions) -> anyhow::Result<Cluster> {
-        let own_group = format!("exactly-verify-{}", std::process::id());
+        // The readers only assign partitions (librdkafka still wants a
+        // group for that): they never join it or commit. With the daemon's
+        // group they need no ACL beyond the DESCRIBE that reading its
+        // committed offsets needs anyway.
+        let own_group = opts
+            .group
+            .clone()
+            .unwrap_or_else(|| format!("exactly-verify-{}", std::process::id()));
         let committed = client(opts, &own_group, "read_committed")?;
         let uncommitted = client(opts, &own_group, "read_uncommitted")?;
         let group = match &opts.group {
