@@ -3,15 +3,21 @@
 # benchmarks - no Docker needed.
 #
 #   scripts/kafka.sh fetch                      download the pinned broker jars once (Maven)
-#   scripts/kafka.sh start DIR [--owner-pid P] [--prop k=v]...
+#   scripts/kafka.sh start DIR [--secure] [--owner-pid P] [--prop k=v]...
 #                                               format + start a broker on free loopback ports;
-#                                               prints its bootstrap address when it serves metadata
+#                                               prints its bootstrap address when it serves metadata.
+#                                               --secure adds SASL_SSL and mTLS listeners, ACLs,
+#                                               users and certificates (see scripts/kafka/secure.sh;
+#                                               summary in DIR/secure.env)
 #   scripts/kafka.sh restart DIR [--hard]       stop (kill -9 with --hard) and start the same broker
 #   scripts/kafka.sh kill DIR                   kill -9 the broker (an outage begins)
 #   scripts/kafka.sh resume DIR                 start a killed or stopped broker again (same ports, data)
 #   scripts/kafka.sh stop DIR                   stop the broker started in DIR (by pid)
 #   scripts/kafka.sh topic DIR NAME PARTITIONS  create a topic
 #   scripts/kafka.sh tool DIR CLASS [ARGS...]   run a Kafka tool class with the broker's classpath
+#   scripts/kafka.sh acl DIR ARGS...            run Kafka's ACL tool on the PLAINTEXT (super user)
+#                                               listener, e.g. --add --allow-principal User:exactly
+#                                               --operation Read --topic t1
 #
 # The jars live outside the checkout, in $EXACTLY_KAFKA_HOME
 # (default ~/.cache/exactly/kafka-<version>). Everything a broker writes
@@ -21,6 +27,9 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
 home=${EXACTLY_KAFKA_HOME:-$HOME/.cache/exactly/kafka-$version}
+
+# shellcheck source=kafka/secure.sh
+. "$here/kafka/secure.sh"
 
 log() { printf 'kafka.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -44,6 +53,16 @@ fetch() {
 
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+distinct_port() { # TAKEN_PORT... -> a free port that is none of them
+  local p taken
+  while :; do
+    p=$(free_port)
+    for taken in "$@"; do [ "$p" != "$taken" ] || continue 2; done
+    echo "$p"
+    return
+  done
 }
 
 run_java() { # CLASS ARGS... (foreground)
@@ -83,30 +102,40 @@ launch() {
 }
 
 start() {
-  local dir="" owner="" props=()
+  local dir="" owner="" secure="" props=()
   while [ $# -gt 0 ]; do
     case "$1" in
+      --secure) secure=1; shift ;;
       --owner-pid) owner=$2; shift 2 ;;
       --prop) props+=("$2"); shift 2 ;;
       *) [ -z "$dir" ] || die "unexpected argument $1"; dir=$1; shift ;;
     esac
   done
-  [ -n "$dir" ] || die "usage: kafka.sh start DIR [--owner-pid PID] [--prop key=value]..."
+  [ -n "$dir" ] || die "usage: kafka.sh start DIR [--secure] [--owner-pid PID] [--prop key=value]..."
   fetch
   mkdir -p "$dir/data" "$dir/logs"
   dir=$(cd "$dir" && pwd)
-  local port cport
+  local port cport sport="" tport=""
   port=$(free_port)
-  cport=$(free_port)
-  while [ "$cport" = "$port" ]; do cport=$(free_port); done
+  cport=$(distinct_port "$port")
+  local listeners="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+  local advertised="PLAINTEXT://127.0.0.1:$port"
+  local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+  if [ -n "$secure" ]; then
+    sport=$(distinct_port "$port" "$cport")
+    tport=$(distinct_port "$port" "$cport" "$sport")
+    listeners+=",SASL_SSL://127.0.0.1:$sport,SSL://127.0.0.1:$tport"
+    advertised+=",SASL_SSL://127.0.0.1:$sport,SSL://127.0.0.1:$tport"
+    protocols+=",SASL_SSL:SASL_SSL,SSL:SSL"
+  fi
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/data
 auto.create.topics.enable=false
@@ -118,13 +147,19 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=5
 group.initial.rebalance.delay.ms=0
 EOF
+  # SCRAM credentials go into the cluster metadata when the storage is formatted.
+  local format_args=()
+  if [ -n "$secure" ]; then
+    secure_setup "$dir" "$port" "$sport" "$tport"
+    mapfile -t format_args < <(secure_scram_args "$dir")
+  fi
   local p
   for p in "${props[@]}"; do echo "$p" >>"$dir/server.properties"; done
   echo "127.0.0.1:$port" >"$dir/bootstrap"
   local cluster_id
   cluster_id=$(python3 -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))')
   KAFKA_LOG_DIR="$dir/logs" run_java kafka.tools.StorageTool format --cluster-id="$cluster_id" \
-    -c "$dir/server.properties" >"$dir/logs/format.log" 2>&1 \
+    -c "$dir/server.properties" "${format_args[@]}" >"$dir/logs/format.log" 2>&1 \
     || { cat "$dir/logs/format.log" >&2; die "formatting the broker's storage failed"; }
   launch "$dir"
   if [ -n "$owner" ]; then
@@ -182,6 +217,13 @@ topic() {
     --topic "$name" --partitions "$parts" --replication-factor 1 >&2
 }
 
+acl() {
+  local dir=${1:?usage: kafka.sh acl DIR ARGS...}
+  shift
+  KAFKA_LOG_DIR="$dir/logs" run_java org.apache.kafka.tools.AclCommand \
+    --bootstrap-server "$(cat "$dir/bootstrap")" "$@"
+}
+
 tool() {
   local dir=${1:?usage: kafka.sh tool DIR CLASS [ARGS...]}
   shift
@@ -200,5 +242,6 @@ case "$cmd" in
   resume) resume "$@" ;;
   topic) topic "$@" ;;
   tool) tool "$@" ;;
-  *) sed -n '2,18p' "$0" >&2; exit 2 ;;
+  acl) acl "$@" ;;
+  *) sed -n '2,24p' "$0" >&2; exit 2 ;;
 esac

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: unit tests, and integration tests
-# against a real Apache Kafka broker that this script starts (once, shared by
-# every test binary) and stops.
+# against real Apache Kafka brokers that this script starts (once, shared by
+# every test binary) and stops: a plain one, and a secured one (SASL_SSL,
+# mTLS, ACLs; scripts/kafka.sh start --secure) for tests/security.rs.
 #
 #   scripts/test.sh [extra cargo test arguments]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-for tool in cargo java mvn python3; do
+# cmake builds librdkafka; openssl makes the secured broker's certificates.
+for tool in cargo java mvn python3 cmake openssl; do
   command -v "$tool" >/dev/null || { echo "test.sh: $tool is required" >&2; exit 1; }
 done
 
@@ -16,9 +18,16 @@ scripts/kafka.sh fetch >/dev/null
 cargo test --no-run --all-targets
 
 broker_dir=$(mktemp -d "${TMPDIR:-/tmp}/exactly-test-broker.XXXXXX")
-cleanup() { scripts/kafka.sh stop "$broker_dir" || true; rm -rf "$broker_dir"; }
+secure_dir=$(mktemp -d "${TMPDIR:-/tmp}/exactly-test-secure.XXXXXX")
+cleanup() {
+  scripts/kafka.sh stop "$broker_dir" || true
+  scripts/kafka.sh stop "$secure_dir" || true
+  rm -rf "$broker_dir" "$secure_dir"
+}
 trap cleanup EXIT
 EXACTLY_TEST_BOOTSTRAP=$(scripts/kafka.sh start "$broker_dir" --owner-pid $$)
 export EXACTLY_TEST_BOOTSTRAP
+scripts/kafka.sh start "$secure_dir" --secure --owner-pid $$ >/dev/null
+export EXACTLY_TEST_SECURE_DIR=$secure_dir
 
 cargo test --all-targets "$@"
