@@ -68,7 +68,7 @@ def proc_stats(pid):
 
 
 class Daemon:
-    def __init__(self, workdir, bootstrap, group, txid, inp, out, guarantee):
+    def __init__(self, workdir, bootstrap, group, txid, inp, out, guarantee, extra=""):
         self.port = free_port()
         self.config = os.path.join(workdir, f"{group}.toml")
         with open(self.config, "w") as f:
@@ -88,6 +88,7 @@ topic = "{out}"
 guarantee = "{guarantee}"
 [http]
 listen = "127.0.0.1:{self.port}"
+{extra}
 """
             )
         self.log = open(os.path.join(workdir, f"{group}-{txid}.log"), "a")
@@ -121,10 +122,10 @@ def kafka(*args, capture=False):
     return r.stdout.decode().strip() if capture else None
 
 
-def run_guarantee(workdir, bootstrap, broker_dir, inp, records, partitions, guarantee, tag):
+def run_guarantee(workdir, bootstrap, broker_dir, inp, records, partitions, guarantee, tag, extra=""):
     out = f"out-{tag}"
     kafka("topic", broker_dir, out, str(partitions))
-    d = Daemon(workdir, bootstrap, f"g-{tag}", f"t-{tag}", inp, out, guarantee)
+    d = Daemon(workdir, bootstrap, f"g-{tag}", f"t-{tag}", inp, out, guarantee, extra)
     d.wait(lambda m: m.get("exactly_records_consumed_total", 0) > 0, "first record")
     t0 = time.monotonic()
     d.wait(lambda m: m.get("exactly_records_produced_total", 0) >= records, "all outputs", 900)

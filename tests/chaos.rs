@@ -98,6 +98,7 @@ impl Fleet {
             max_batch_records: self.cfg.max_batch_records,
             extra_toml: self.cfg.extra_toml.clone(),
             extra_env: self.cfg.extra_env.clone(),
+            bootstrap: self.cfg.bootstrap.clone(),
         };
         Daemon::start(&cfg)
     }

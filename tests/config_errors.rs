@@ -195,3 +195,58 @@ fn check_reports_a_jq_syntax_error_with_the_step_number_and_position() {
         "{err}"
     );
 }
+
+#[test]
+fn a_secret_that_librdkafka_echoes_in_its_error_is_redacted() {
+    // librdkafka's own "Invalid value" errors repeat the value; one read
+    // from the environment through a reference must not reach the output.
+    let secret = "s3cret-not-a-number-4711";
+    let (_dir, path) = write(&GOOD.replace(
+        "[kafka.producer]",
+        "[kafka.client]\n\"fetch.max.bytes\" = \"${env:EXACTLY_TEST_ECHOED}\"\n[kafka.producer]",
+    ));
+    let (code, out, err) = exactly(
+        &["run", "--config", &path],
+        &[("EXACTLY_TEST_ECHOED", secret)],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("fetch.max.bytes") && err.contains("********"),
+        "{err}"
+    );
+    assert!(!err.contains(secret) && !out.contains(secret), "{err}");
+}
+
+#[test]
+fn an_unreadable_secret_file_names_the_property_and_the_file_and_exits_2() {
+    let (_dir, path) = write(&GOOD.replace(
+        "\"sasl.password\" = \"hunter2\"",
+        "\"sasl.password\" = \"${file:/nonexistent/exactly/password}\"",
+    ));
+    let (code, _, err) = exactly(&["check", "--config", &path], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("kafka.producer.\"sasl.password\"")
+            && err.contains("/nonexistent/exactly/password"),
+        "{err}"
+    );
+}
+
+#[test]
+fn version_names_librdkafka_and_its_security_and_codec_features() {
+    let (code, out, _) = exactly(&["--version"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("librdkafka 2."), "{out}");
+    for feature in [
+        "ssl",
+        "sasl_scram",
+        "sasl_oauthbearer",
+        "oidc",
+        "zstd",
+        "lz4",
+        "snappy",
+        "gzip",
+    ] {
+        assert!(out.contains(feature), "`{feature}` missing: {out}");
+    }
+}

@@ -30,6 +30,8 @@ use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 /// Deadline for waits that should take seconds; exceeded only by a bug.
 pub const WAIT: Duration = Duration::from_secs(120);
 
+pub mod secure;
+
 pub struct Broker {
     pub bootstrap: String,
     _dir: Option<tempfile::TempDir>,
@@ -262,12 +264,19 @@ pub fn input_records(count: usize, keys: usize) -> Vec<Rec> {
 }
 
 pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &broker().bootstrap)
+    producer_with(&[])
+}
+
+/// A producer with extra properties, e.g. `("compression.type", "zstd")`.
+pub fn producer_with(props: &[(&str, &str)]) -> ThreadedProducer<DefaultProducerContext> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &broker().bootstrap)
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .unwrap()
+        .set("linger.ms", "5");
+    for (k, v) in props {
+        cfg.set(*k, *v);
+    }
+    cfg.create().unwrap()
 }
 
 pub fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, r: &Rec) {
@@ -300,7 +309,12 @@ pub fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, r: &Rec) 
 
 /// Writes `records` to `topic` and waits for every acknowledgement.
 pub fn produce(topic: &str, records: &[Rec]) {
-    let p = producer();
+    produce_with(topic, records, &[]);
+}
+
+/// [`produce`] with a producer of extra properties.
+pub fn produce_with(topic: &str, records: &[Rec], props: &[(&str, &str)]) {
+    let p = producer_with(props);
     for r in records {
         send(&p, topic, r);
     }
@@ -617,6 +631,9 @@ pub struct DaemonConfig {
     /// TOML appended to the configuration (`[[transform]]`, `[dead_letter]`, ...).
     pub extra_toml: String,
     pub extra_env: Vec<(String, String)>,
+    /// The daemon's brokers, when not the harness's own address (a secured
+    /// listener of the same broker).
+    pub bootstrap: Option<String>,
 }
 
 impl DaemonConfig {
@@ -631,6 +648,7 @@ impl DaemonConfig {
             max_batch_records: 2_000,
             extra_toml: String::new(),
             extra_env: Vec::new(),
+            bootstrap: None,
         }
     }
 
@@ -662,7 +680,7 @@ listen = "127.0.0.1:{http_port}"
 
 {extra}
 "#,
-            bootstrap = broker().bootstrap,
+            bootstrap = self.bootstrap.as_deref().unwrap_or(&broker().bootstrap),
             group = self.group,
             txid = self.transactional_id,
             input = self.input,
