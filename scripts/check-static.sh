@@ -161,9 +161,13 @@ def read(path):
 
 
 # The daemon's configuration schema: section -> keys. Passthrough tables
-# (kafka.consumer / kafka.producer) hold librdkafka properties, strings only.
+# (kafka.client / kafka.consumer / kafka.producer) hold librdkafka properties,
+# strings only.
 CONFIG_KEYS = {
-    "kafka": {"bootstrap_servers", "group_id", "transactional_id", "consumer", "producer"},
+    "kafka": {
+        "bootstrap_servers", "group_id", "transactional_id", "startup_timeout_ms",
+        "static_membership", "client", "consumer", "producer",
+    },
     "input": {"topics"},
     "output": {"topic"},
     "processing": {
@@ -172,6 +176,8 @@ CONFIG_KEYS = {
     },
     "http": {"listen"},
     "log": {"format", "level"},
+    "dead_letter": {"topic", "policy"},
+    "transform": set(),
 }
 ENV_RE = re.compile(r"^EXACTLY__([A-Z]+)__([A-Z0-9_]+)$")
 
@@ -389,7 +395,9 @@ for name in sorted(os.listdir(kdir)):
 
 kust = (docs.get("kustomization.yaml") or [{}])[0]
 listed = kust.get("resources", [])
-manifests = sorted(n for n in docs if n != "kustomization.yaml")
+# *-example.yaml files (a Secret with a placeholder) are applied by hand, never
+# through the kustomization, so that `apply -k` cannot overwrite a real one.
+manifests = sorted(n for n in docs if n != "kustomization.yaml" and not n.endswith("-example.yaml"))
 check(sorted(listed) == manifests, "kustomization.yaml lists every manifest", f"{listed} vs {manifests}")
 
 objs = [d for n, ds in docs.items() if n != "kustomization.yaml" for d in ds]
