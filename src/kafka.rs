@@ -345,29 +345,71 @@ impl ProbeContext {
     }
 }
 
+impl ProbeContext {
+    fn remember(&self, code: RDKafkaErrorCode, reason: &str) {
+        if let Ok(mut r) = self.refused.lock() {
+            r.get_or_insert((code, reason.to_owned()));
+        }
+    }
+}
+
+/// What a librdkafka message says was refused, if anything. librdkafka
+/// reports a failed TLS handshake inconsistently: as an `SSL` error, as a
+/// transport failure whose reason is OpenSSL's ("SSL routines: ... alert bad
+/// certificate"), or only as a `FAIL` log line (a broker certificate the
+/// client does not trust). The text is what they share.
+fn refusal_in(message: &str) -> Option<RDKafkaErrorCode> {
+    if message.contains("SASL authentication error") {
+        Some(RDKafkaErrorCode::Authentication)
+    } else if message.contains("SSL handshake failed") || message.contains("SSL routines") {
+        Some(RDKafkaErrorCode::SSL)
+    } else {
+        None
+    }
+}
+
 impl ClientContext for ProbeContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if let Some(code) = refusal_in(message) {
+            self.remember(code, message);
+        }
+        forward_log(level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        let code = error.rdkafka_error_code();
-        // librdkafka reports a client certificate the broker refused as a
-        // transport failure; its reason says it was OpenSSL ("SSL routines:
-        // ... alert bad certificate").
-        let tls = code == Some(RDKafkaErrorCode::BrokerTransportFailure)
-            && (reason.contains("SSL handshake failed") || reason.contains("SSL routines"));
-        if let Some(
-            code @ (RDKafkaErrorCode::Authentication
-            | RDKafkaErrorCode::SSL
-            | RDKafkaErrorCode::GroupAuthorizationFailed),
-        ) = code
-        {
-            if let Ok(mut r) = self.refused.lock() {
-                r.get_or_insert((code, reason.to_owned()));
-            }
-        } else if tls {
-            if let Ok(mut r) = self.refused.lock() {
-                r.get_or_insert((RDKafkaErrorCode::SSL, reason.to_owned()));
-            }
-        } else {
-            tracing::debug!(target: "librdkafka", error = %error, reason, "start-up check");
+        match error.rdkafka_error_code() {
+            Some(
+                code @ (RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SSL
+                | RDKafkaErrorCode::GroupAuthorizationFailed),
+            ) => self.remember(code, reason),
+            _ => match refusal_in(reason) {
+                Some(code) => self.remember(code, reason),
+                None => {
+                    tracing::debug!(target: "librdkafka", error = %error, reason, "start-up check")
+                }
+            },
+        }
+    }
+}
+
+/// librdkafka's log line, at its level, as rust-rdkafka's default does.
+fn forward_log(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
+        }
+        RDKafkaLogLevel::Warning => {
+            tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}")
+        }
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}")
+        }
+        RDKafkaLogLevel::Debug => {
+            tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}")
         }
     }
 }

@@ -140,8 +140,39 @@ pub fn redact(text: &str) -> String {
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     let mut out = text.to_owned();
     for s in secrets {
-        out = out.replace(s.as_str(), MASK);
+        out = if s.len() >= SHORT {
+            out.replace(s.as_str(), MASK)
+        } else {
+            replace_tokens(&out, s)
+        };
     }
+    out
+}
+
+/// Secrets shorter than this are masked only where they stand alone, not
+/// inside a longer word: a password `x` must not turn every "exactly" in the
+/// log into "e********actly".
+const SHORT: usize = 6;
+
+/// `text` with each occurrence of `secret` that no letter or digit touches
+/// replaced by [`MASK`].
+fn replace_tokens(text: &str, secret: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(secret) {
+        // The character before: in what is left, or at the end of what is done.
+        let before = rest[..at].chars().last().or_else(|| out.chars().last());
+        let after = rest[at + secret.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if word(before) || word(after) {
+            out.push_str(secret);
+        } else {
+            out.push_str(MASK);
+        }
+        rest = &rest[at + secret.len()..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -245,6 +276,15 @@ mod tests {
         assert!(e.contains("NOPE") && e.contains("not set"), "{e}");
         let e = resolve_with("sasl.password", "${vault:x}", |_| None).unwrap_err();
         assert!(e.contains("file:") && e.contains("env:"), "{e}");
+    }
+
+    #[test]
+    fn a_short_secret_is_masked_where_it_stands_alone_not_inside_words() {
+        register("xq");
+        assert_eq!(
+            redact("password=xq for exactly-xqz (xq)"),
+            format!("password={MASK} for exactly-xqz ({MASK})")
+        );
     }
 
     #[test]

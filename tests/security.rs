@@ -530,3 +530,29 @@ fn base64_std(bytes: &[u8]) -> String {
     let pad = (4 - url.len() % 4) % 4;
     url + &"=".repeat(pad)
 }
+
+#[test]
+fn a_broker_certificate_the_client_does_not_trust_ends_start_up_at_once() {
+    // No ssl.ca.location: exactly probes the system's CA store, which does
+    // not hold the per-run test CA. librdkafka only logs this failure; the
+    // start-up check must still see it instead of waiting out the timeout.
+    let s = secure();
+    let n = names("untrusted");
+    let mut cfg = DaemonConfig::new(&n.p.group, &n.p.input, &n.p.output, &n.txn);
+    cfg.bootstrap = Some(s.sasl_ssl().to_owned());
+    cfg.extra_toml = s
+        .sasl_client_toml("SCRAM-SHA-512", "exactly")
+        .lines()
+        .filter(|l| !l.contains("ssl.ca.location"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    cfg.extra_env = vec![("EXACTLY__KAFKA__STARTUP_TIMEOUT_MS".into(), "600000".into())];
+    let mut d = Daemon::start(&cfg);
+    let status = d.wait_exit();
+    let log = strip_ansi(&d.log_text());
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("failed the TLS handshake") && log.contains("certificate verify failed"),
+        "{log}"
+    );
+}
