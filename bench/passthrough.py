@@ -122,6 +122,18 @@ def kafka(*args, capture=False):
     return r.stdout.decode().strip() if capture else None
 
 
+def write_input(broker_dir, bootstrap, topic, records, size, partitions):
+    """Creates `topic` and fills it once with Kafka's ProducerPerformance."""
+    kafka("topic", broker_dir, topic, str(partitions))
+    print(f"writing {records} records of {size} bytes to {partitions} partitions ...", flush=True)
+    kafka(
+        "tool", broker_dir, "org.apache.kafka.tools.ProducerPerformance",
+        "--topic", topic, "--num-records", str(records), "--record-size", str(size),
+        "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}",
+        "acks=all", "linger.ms=20", "batch.size=524288",
+    )
+
+
 def run_guarantee(workdir, bootstrap, broker_dir, inp, records, partitions, guarantee, tag, extra=""):
     out = f"out-{tag}"
     kafka("topic", broker_dir, out, str(partitions))
@@ -173,14 +185,7 @@ def main():
     broker_dir = os.path.join(workdir, "kafka")
     bootstrap = kafka("start", broker_dir, "--owner-pid", str(os.getpid()), capture=True)
     try:
-        kafka("topic", broker_dir, "in", str(a.partitions))
-        print(f"writing {a.records} records of {a.size} bytes to {a.partitions} partitions ...", flush=True)
-        kafka(
-            "tool", broker_dir, "org.apache.kafka.tools.ProducerPerformance",
-            "--topic", "in", "--num-records", str(a.records), "--record-size", str(a.size),
-            "--throughput", "-1", "--producer-props", f"bootstrap.servers={bootstrap}",
-            "acks=all", "linger.ms=20", "batch.size=524288",
-        )
+        write_input(broker_dir, bootstrap, "in", a.records, a.size, a.partitions)
         results = []
         for guarantee, tag in (("at_least_once", "alo"), ("exactly_once", "eos")):
             r = run_guarantee(workdir, bootstrap, broker_dir, "in", a.records, a.partitions, guarantee, tag)

@@ -18,7 +18,7 @@ import os
 import subprocess
 import tempfile
 
-from passthrough import ROOT, kafka, run_guarantee
+from passthrough import ROOT, kafka, run_guarantee, write_input
 
 
 def read_env(path):
@@ -56,14 +56,7 @@ def main():
 """
     results = []
     try:
-        kafka("topic", broker_dir, "in", str(a.partitions))
-        print(f"writing {a.records} records of {a.size} bytes to {a.partitions} partitions ...", flush=True)
-        kafka(
-            "tool", broker_dir, "org.apache.kafka.tools.ProducerPerformance",
-            "--topic", "in", "--num-records", str(a.records), "--record-size", str(a.size),
-            "--throughput", "-1", "--producer-props", f"bootstrap.servers={plain}",
-            "acks=all", "linger.ms=20", "batch.size=524288",
-        )
+        write_input(broker_dir, plain, "in", a.records, a.size, a.partitions)
         for i in range(a.rounds):
             for name, bootstrap, extra in (("PLAINTEXT", plain, ""), ("SASL_SSL", sasl, sasl_toml)):
                 tag = f"{name.lower()}-{i}"
