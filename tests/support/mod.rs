@@ -111,12 +111,7 @@ impl Broker {
             .as_ref()
             .expect("only an owned broker can be signalled");
         let pid = std::fs::read_to_string(dir.path().join("pid")).expect("broker pid file");
-        let ok = Command::new("kill")
-            .args([&format!("-{signal}"), pid.trim()])
-            .status()
-            .expect("run kill")
-            .success();
-        assert!(ok, "kill -{signal} of the broker failed");
+        send_signal(pid.trim().parse().expect("broker pid"), signal);
     }
 }
 
@@ -227,6 +222,43 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to process `pid`. For
+/// `STOP` it returns only once every thread of the process has stopped: the
+/// kernel stops a process's threads one after another, after `kill` has
+/// returned, and a JVM thread still running for a few milliseconds can
+/// answer a request sent "to a frozen broker".
+pub fn send_signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{signal} {pid} failed");
+    if signal == "STOP" {
+        wait_until(&format!("every thread of process {pid} stopped"), || {
+            running_threads(pid) == 0
+        });
+    }
+}
+
+/// How many threads of `pid` are not stopped (state `T`): the state is the
+/// field after the parenthesised name in /proc/PID/task/TID/stat.
+fn running_threads(pid: u32) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        panic!("process {pid} is gone");
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter(|stat| {
+            let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+            !matches!(
+                state.and_then(|r| r.chars().next()),
+                Some('T' | 't' | 'Z' | 'X')
+            )
+        })
+        .count()
 }
 
 fn consumer_config(group: &str) -> ClientConfig {
@@ -744,12 +776,7 @@ impl Daemon {
 
     /// Sends a signal by name (`STOP`, `CONT`, `TERM`).
     pub fn signal(&self, name: &str) {
-        let ok = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill -{name} failed");
+        send_signal(self.child.id(), name);
     }
 
     /// The exit status, if the process has exited.
