@@ -33,8 +33,9 @@ fn with_latest_a_replica_joining_during_the_first_transaction_skips_nothing() {
         cfg
     };
     let mut first = Daemon::start(&with_latest(&unique("reset-a")));
-    // Ready: partitions assigned, their starting positions fixed.
+    // Partitions assigned, their starting positions fixed.
     first.wait_ready();
+    first.wait_assigned();
 
     let input: Vec<Rec> = input_records(20_000, 31)
         .into_iter()
@@ -58,6 +59,7 @@ fn with_latest_a_replica_joining_during_the_first_transaction_skips_nothing() {
     );
     let mut second = Daemon::start(&with_latest(&unique("reset-b")));
     second.wait_ready();
+    second.wait_assigned();
 
     writer.join().unwrap();
     wait_caught_up(&group, &input_topic, &mut [&mut first, &mut second]);

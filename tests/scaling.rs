@@ -66,3 +66,50 @@ fn replicas_joining_leaving_and_dying_mid_stream_keep_exactly_once() {
     assert!(a.metric("exactly_rebalances_total{event=\"revoked\"}") >= 1.0);
     assert!(a.metric("exactly_rebalances_total{event=\"assigned\"}") >= 3.0);
 }
+
+/// More replicas than partitions: the idle one holds nothing but is a
+/// member of the group with an initialised producer, so it is ready — a
+/// rolling update or a node drain must not wait on it.
+#[test]
+fn replicas_beyond_the_partition_count_are_ready_and_idle() {
+    let Pipeline {
+        input: input_topic,
+        output: output_topic,
+        group,
+    } = Pipeline::create("idle", 2, 2);
+    let input = input_records(2_000, 17);
+    produce(&input_topic, &input);
+
+    let cfg = |id: &str| DaemonConfig::new(&group, &input_topic, &output_topic, id);
+    let mut replicas: Vec<Daemon> = ["idle-a", "idle-b", "idle-c"]
+        .iter()
+        .map(|id| Daemon::start(&cfg(id)))
+        .collect();
+    for r in &mut replicas {
+        r.wait_ready();
+    }
+    wait_caught_up(
+        &group,
+        &input_topic,
+        &mut replicas.iter_mut().collect::<Vec<_>>(),
+    );
+    let held = |rs: &[Daemon]| -> Vec<f64> {
+        rs.iter()
+            .map(|r| r.metric("exactly_assigned_partitions"))
+            .collect()
+    };
+    wait_until("both partitions held and one replica idle", || {
+        let h = held(&replicas);
+        h.iter().sum::<f64>() == 2.0 && h.contains(&0.0)
+    });
+    let idle = replicas
+        .iter_mut()
+        .find(|r| r.metric("exactly_assigned_partitions") == 0.0)
+        .expect("one replica holds no partition");
+    let (status, body) = idle.http_get("/readyz").expect("/readyz answers");
+    assert_eq!(status, 200, "the idle replica is ready: {body}");
+    assert!(body.contains("0 partitions assigned"), "{body}");
+
+    let a = audit(&input, &read_all(&output_topic, "read_committed"));
+    assert!(a.is_exactly_once(), "{a:?}");
+}

@@ -374,7 +374,19 @@ impl ConsumerContext for WorkerContext {
             tracing::warn!(worker = self.index, error = %e, "applying the rebalance failed");
         }
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
-        self.health.worker(self.index).set_assigned(assigned);
+        let health = self.health.worker(self.index);
+        health.set_assigned(assigned);
+        match err {
+            // A member now, even with nothing assigned (more members than
+            // partitions): librdkafka delivers empty assignments too.
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => health.set_joined(true),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if consumer.assignment_lost() {
+                    health.set_joined(false);
+                }
+            }
+            _ => health.set_joined(false),
+        }
     }
 }
 

@@ -113,6 +113,7 @@ pub fn run_worker(spec: WorkerSpec) -> Finished {
     drop(consumer);
     let result = worker.start().and_then(|()| worker.run());
     health.worker(index).set_producer_ready(false);
+    health.worker(index).set_joined(false);
     if result.is_err() {
         health.set_failed();
     }
@@ -364,10 +365,9 @@ impl Loop {
             "recovering in-process: a new producer and consumer under the same ids (no other instance holds them)"
         );
         self.metrics.worker_recovered(cause.kind);
-        self.spec
-            .health
-            .worker(self.index)
-            .set_producer_ready(false);
+        let health = self.spec.health.worker(self.index);
+        health.set_producer_ready(false);
+        health.set_joined(false);
         let mut fresh = Err(anyhow!("not built"));
         for _ in 0..3 {
             fresh = build_clients(&self.spec);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 #[derive(Debug, Default)]
 pub struct WorkerHealth {
     producer_ready: AtomicBool,
+    joined: AtomicBool,
     assigned: AtomicUsize,
 }
 
@@ -16,14 +17,26 @@ impl WorkerHealth {
         self.producer_ready.store(ready, Ordering::Release);
     }
 
-    /// The number of partitions currently assigned to this worker.
+    /// The consumer is a member of the group: it has received an assignment
+    /// (possibly empty). False again when a new consumer replaces it or the
+    /// assignment is lost.
+    pub fn set_joined(&self, joined: bool) {
+        self.joined.store(joined, Ordering::Release);
+    }
+
+    /// The number of partitions currently assigned to this worker (the
+    /// `exactly_assigned_partitions` metric says the same; readiness does
+    /// not depend on it).
     pub fn set_assigned(&self, partitions: usize) {
         self.assigned.store(partitions, Ordering::Release);
     }
 }
 
-/// Process-wide health: ready once every producer is initialised and the
-/// group has assigned partitions; never ready again after a fatal error.
+/// Process-wide health: ready once every worker's producer is initialised
+/// and its consumer has joined the group; never ready again after a fatal
+/// error. Holding partitions is not a condition: a replica beyond the
+/// partition count is idle but ready, so it does not hold up a rolling
+/// update or a node drain.
 #[derive(Debug, Clone)]
 pub struct Health {
     workers: Arc<Vec<WorkerHealth>>,
@@ -49,19 +62,20 @@ impl Health {
         self.failed.store(true, Ordering::Release);
     }
 
-    /// `/readyz`: producers initialised, partitions assigned, no fatal error.
+    /// `/readyz`: producers initialised, group joined, no fatal error.
     pub fn is_ready(&self) -> bool {
         !self.failed.load(Ordering::Acquire)
-            && self
-                .workers
-                .iter()
-                .all(|w| w.producer_ready.load(Ordering::Acquire))
-            && self
-                .workers
-                .iter()
-                .map(|w| w.assigned.load(Ordering::Acquire))
-                .sum::<usize>()
-                > 0
+            && self.workers.iter().all(|w| {
+                w.producer_ready.load(Ordering::Acquire) && w.joined.load(Ordering::Acquire)
+            })
+    }
+
+    /// Partitions assigned to this process, over all workers.
+    pub fn assigned(&self) -> usize {
+        self.workers
+            .iter()
+            .map(|w| w.assigned.load(Ordering::Acquire))
+            .sum()
     }
 }
 
@@ -70,18 +84,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ready_needs_every_producer_and_some_assignment() {
+    fn ready_needs_every_producer_and_every_member_but_no_partitions() {
         let h = Health::new(2);
         assert!(!h.is_ready());
         h.worker(0).set_producer_ready(true);
+        h.worker(0).set_joined(true);
         h.worker(0).set_assigned(3);
         assert!(!h.is_ready(), "worker 1's producer is not initialised");
         h.worker(1).set_producer_ready(true);
+        assert!(!h.is_ready(), "worker 1 has not joined the group");
+        h.worker(1).set_joined(true);
         assert!(h.is_ready());
         h.worker(0).set_assigned(0);
-        assert!(!h.is_ready(), "nothing assigned during a rebalance");
-        h.worker(1).set_assigned(1);
-        assert!(h.is_ready());
+        assert!(h.is_ready(), "an idle member (no partitions) is ready");
+        assert_eq!(h.assigned(), 0);
+        h.worker(1).set_joined(false);
+        assert!(!h.is_ready(), "a lost membership is not ready");
+        h.worker(1).set_joined(true);
         h.set_failed();
         assert!(!h.is_ready(), "a fatal error ends readiness for good");
     }

@@ -57,9 +57,13 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
+    let assigned = s.health.assigned();
     if s.health.is_ready() {
-        (StatusCode::OK, "ready\n")
+        (
+            StatusCode::OK,
+            format!("ready ({assigned} partitions assigned)\n"),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_owned())
     }
 }

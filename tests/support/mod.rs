@@ -850,6 +850,23 @@ impl Daemon {
         }
     }
 
+    /// Waits until the daemon holds at least one partition (readiness does
+    /// not say so: an idle member is ready too).
+    pub fn wait_assigned(&mut self) {
+        let start = Instant::now();
+        while self.metric("exactly_assigned_partitions") < 1.0 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("daemon exited ({status}):\n{}", self.log_text());
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "daemon never held a partition:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until the daemon reports at least `n` committed output records.
     pub fn wait_produced(&mut self, n: f64) {
         let start = Instant::now();
