@@ -281,6 +281,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
             Ok(settings) => {
                 println!("# {} is valid; effective settings:", config.display());
                 print!("{}", settings.to_masked_toml());
+                print!("{}", crate::kafka::describe_clients(&settings));
                 ExitCode::SUCCESS
             }
             Err(code) => code,

@@ -86,6 +86,17 @@ pub struct DeadLetterSettings {
     pub policy: Option<FailurePolicy>,
 }
 
+impl FailurePolicy {
+    /// The name the configuration uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailurePolicy::DeadLetter => "dead_letter",
+            FailurePolicy::Skip => "skip",
+            FailurePolicy::Fail => "fail",
+        }
+    }
+}
+
 impl DeadLetterSettings {
     /// The policy in force.
     pub fn effective_policy(&self) -> FailurePolicy {
@@ -208,6 +219,12 @@ pub struct OutputSettings {
     /// `string`, `bytes`.
     #[serde(default)]
     pub format: crate::transform::Format,
+    /// Let a `route` step write into an input topic. Off by default: such a
+    /// record is consumed again, and a route that always matches loops
+    /// forever. A route that names an input topic is a configuration error,
+    /// and a record routed to one at run time a record failure.
+    #[serde(default)]
+    pub allow_routes_to_input: bool,
 }
 
 fn yes() -> bool {
@@ -346,14 +363,28 @@ pub enum ConfigError {
     #[error("cannot read configuration {path}: {message}")]
     Source { path: String, message: String },
     /// A key is unknown, missing or has a value of the wrong kind.
-    #[error("invalid configuration at `{key}`: {message}")]
-    Invalid { key: String, message: String },
+    #[error("invalid configuration at `{key}`{}: {message}", shown_origin(.origin))]
+    Invalid {
+        key: String,
+        message: String,
+        /// Where the value came from: `FILE:LINE:COLUMN: `text`` or
+        /// `environment variable NAME`; `None` for a default.
+        origin: Option<String>,
+    },
+}
+
+fn shown_origin(origin: &Option<String>) -> String {
+    origin
+        .as_ref()
+        .map(|o| format!(" ({o})"))
+        .unwrap_or_default()
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         message: message.into(),
+        origin: None,
     }
 }
 
@@ -415,7 +446,7 @@ impl Settings {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
-        Self::parse(&text, env).map_err(|e| match e {
+        Self::parse_file(&text, &path.display().to_string(), env).map_err(|e| match e {
             ConfigError::Source { message, .. } => ConfigError::Source {
                 path: path.display().to_string(),
                 message,
@@ -429,56 +460,86 @@ impl Settings {
         toml_text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Settings, ConfigError> {
+        Self::parse_file(toml_text, "<text>", env)
+    }
+
+    /// [`Settings::parse`] of the text of `file` (named in errors).
+    pub fn parse_file(
+        toml_text: &str,
+        file: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
         // Passthrough properties from the environment are librdkafka strings:
         // they are set as given, never parsed as numbers or booleans (a
-        // password `0042` stays `0042`).
+        // password `0042` stays `0042`). Every other override is parsed by
+        // the type of its key (env.rs).
         let (table_env, env): (Vec<_>, Vec<_>) = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX_SEP))
             .partition(|(k, _)| passthrough_env_key(k).is_some());
-        let env: config::Map<String, String> = env.into_iter().collect();
-        let layered = config::Config::builder()
-            .add_source(config::File::from_str(toml_text, config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix(ENV_PREFIX)
-                    .prefix_separator("__")
-                    .separator("__")
-                    .list_separator(",")
-                    .with_list_parse_key("input.topics")
-                    .try_parsing(true)
-                    .source(Some(env)),
-            )
-            .build()
-            .map_err(|e| ConfigError::Source {
-                path: "<text>".to_owned(),
-                message: e.to_string(),
-            })?;
+        let (overrides, values) = env::collect(env)?;
+        let with_origin = |e: ConfigError| match e {
+            ConfigError::Invalid {
+                key,
+                message,
+                origin: None,
+            } => {
+                let unknown = origin::unknown_field(&message);
+                let origin = origin::locate(
+                    &key,
+                    unknown.as_ref().map(|(field, _)| field.as_str()),
+                    file,
+                    toml_text,
+                    &overrides,
+                    &table_env,
+                );
+                let message = unknown.map(|(_, hint)| hint).unwrap_or(message);
+                ConfigError::Invalid {
+                    key,
+                    message,
+                    origin,
+                }
+            }
+            other => other,
+        };
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(toml_text, config::FileFormat::Toml));
+        for (key, value) in values {
+            builder = builder
+                .set_override(key.as_str(), value)
+                .map_err(|e| invalid(key.as_str(), e.to_string()))?;
+        }
+        let layered = builder.build().map_err(|e| ConfigError::Source {
+            path: file.to_owned(),
+            message: e.to_string(),
+        })?;
         let mut settings: Settings = serde_path_to_error::deserialize(layered).map_err(|e| {
             let key = e.path().to_string();
             let message = e.into_inner().to_string();
-            invalid(
+            with_origin(invalid(
                 if key == "." { "<root>".to_owned() } else { key },
                 strip_key_suffix(&message),
-            )
+            ))
         })?;
-        for (name, value) in table_env {
-            if let Some((table, key)) = passthrough_env_key(&name) {
+        for (name, value) in &table_env {
+            if let Some((table, key)) = passthrough_env_key(name) {
                 let k = &mut settings.kafka;
                 let map = match table {
                     Table::Client => &mut k.client,
                     Table::Consumer => &mut k.consumer,
                     Table::Producer => &mut k.producer,
                 };
-                map.insert(key, value);
+                map.insert(key, value.clone());
             }
         }
         let k = &mut settings.kafka;
         k.client = dotted_keys(std::mem::take(&mut k.client));
         k.consumer = dotted_keys(std::mem::take(&mut k.consumer));
         k.producer = dotted_keys(std::mem::take(&mut k.producer));
-        settings.validate()?;
-        settings.kafka.resolved = settings.kafka.resolve()?;
-        settings.kafka.check_security()?;
+        settings.validate().map_err(with_origin)?;
+        settings.kafka.resolved = settings.kafka.resolve().map_err(with_origin)?;
+        settings.kafka.check_security().map_err(with_origin)?;
+        properties::check(&settings).map_err(with_origin)?;
         Ok(settings)
     }
 
@@ -497,7 +558,15 @@ impl Settings {
         }
         for (i, t) in self.input.topics.iter().enumerate() {
             check_topic_name(&format!("input.topics[{i}]"), t)?;
+            if self.input.topics[..i].contains(t) {
+                return Err(invalid(
+                    format!("input.topics[{i}]"),
+                    format!("`{t}` is listed twice"),
+                ));
+            }
         }
+        self.check_identity()?;
+        self.check_routes()?;
         check_topic_name("output.topic", &self.output.topic)?;
         if let Some(t) = &self.dead_letter.topic {
             check_topic_name("dead_letter.topic", t)?;
@@ -595,6 +664,73 @@ impl Settings {
         Ok(())
     }
 
+    /// Under static membership the transactional id is also the
+    /// consumer's `group.instance.id`, which Kafka restricts to 1-249 of
+    /// `[a-zA-Z0-9._-]`; without `kafka.transactional_id` that id is made
+    /// from `kafka.group_id`, so the group id must keep to the same set.
+    fn check_identity(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if let Some(c) = k.group_id.chars().find(|c| c.is_control()) {
+            return Err(invalid(
+                "kafka.group_id",
+                format!("holds the control character {c:?}"),
+            ));
+        }
+        if !k.static_membership {
+            return Ok(());
+        }
+        let why = "under static membership the transactional id is also the                    group.instance.id, which Kafka limits to 1-249 of a-z A-Z 0-9 . _ -";
+        // The longest id a worker gets: `<base>-w63`.
+        let suffix = if self.processing.workers > 1 { 4 } else { 0 };
+        match &k.transactional_id {
+            Some(id) if !is_legal_instance_id(id, suffix) => Err(invalid(
+                "kafka.transactional_id",
+                format!("`{id}` is not a legal id: {why}"),
+            )),
+            None if !is_legal_instance_id(&k.group_id, suffix + 2) => Err(invalid(
+                "kafka.group_id",
+                format!(
+                    "`{}` cannot make the default transactional id `<group_id>-<hostname>`:                      {why}; set kafka.transactional_id, or use such a group id",
+                    k.group_id
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A `route` step whose expression names an input topic as a string
+    /// would write records back into the input; refused unless
+    /// `output.allow_routes_to_input` says it is meant.
+    fn check_routes(&self) -> Result<(), ConfigError> {
+        if self.output.allow_routes_to_input {
+            return Ok(());
+        }
+        for (i, step) in self.transform.iter().enumerate() {
+            if step.get("type").and_then(|t| t.as_str()) != Some("route") {
+                continue;
+            }
+            let Some(expr) = step.get("expr").and_then(|e| e.as_str()) else {
+                continue;
+            };
+            if let Some(t) = self
+                .input
+                .topics
+                .iter()
+                .find(|t| expr.contains(&format!("\"{t}\"")))
+            {
+                return Err(invalid(
+                    format!("transform[{i}].expr"),
+                    format!(
+                        "this route can send records to `{t}`, an input topic: they would be \
+                         consumed again, and a route that matches them again loops forever; \
+                         set output.allow_routes_to_input = true if that is meant"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// `transaction.timeout.ms` of the producer: the user's, or exactly's
     /// default.
     pub fn transaction_timeout_ms(&self) -> Result<u64, ConfigError> {
@@ -686,6 +822,16 @@ pub fn is_legal_topic_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
+/// Kafka's rule for `group.instance.id` (the same set as topic names, up
+/// to 249 characters), with room for `reserve` more characters.
+fn is_legal_instance_id(id: &str, reserve: usize) -> bool {
+    !id.is_empty()
+        && id.len() + reserve <= 249
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 fn check_topic_name(key: &str, name: &str) -> Result<(), ConfigError> {
     if is_legal_topic_name(name) {
         Ok(())
@@ -703,14 +849,17 @@ fn check_topic_name(key: &str, name: &str) -> Result<(), ConfigError> {
 /// set and whose name holds an underscore, `log_level`, keeps it.
 fn dotted_keys(map: BTreeMap<String, String>) -> BTreeMap<String, String> {
     map.into_iter()
-        .map(|(k, v)| {
-            if UNDERSCORED_PROPERTIES.contains(&k.as_str()) {
-                (k, v)
-            } else {
-                (k.replace('_', "."), v)
-            }
-        })
+        .map(|(k, v)| (dotted_keys_one(&k), v))
         .collect()
+}
+
+/// One passthrough key with its underscores turned into dots.
+fn dotted_keys_one(key: &str) -> String {
+    if UNDERSCORED_PROPERTIES.contains(&key) {
+        key.to_owned()
+    } else {
+        key.replace('_', ".")
+    }
 }
 
 /// Which passthrough table an environment variable sets.
@@ -719,6 +868,17 @@ enum Table {
     Client,
     Consumer,
     Producer,
+}
+
+impl Table {
+    /// The table's name under `[kafka]`.
+    fn name(self) -> &'static str {
+        match self {
+            Table::Client => "client",
+            Table::Consumer => "consumer",
+            Table::Producer => "producer",
+        }
+    }
 }
 
 /// `EXACTLY__KAFKA__CLIENT__SASL_PASSWORD` → (client, `sasl_password`); the
@@ -757,5 +917,8 @@ fn strip_key_suffix(message: &str) -> String {
 }
 
 mod client;
+mod env;
+mod origin;
+mod properties;
 #[cfg(test)]
 mod tests;

@@ -203,6 +203,58 @@ pub fn producer_config(
     cfg
 }
 
+/// What `check` shows of the clients of worker 0: every property the
+/// consumer and the producer get, each marked with who set it (exactly, or
+/// the user's tables), secret values masked. As comment lines, so that the
+/// output stays a valid TOML file.
+pub fn describe_clients(settings: &Settings) -> String {
+    use std::fmt::Write;
+    let txn_id = settings.worker_transactional_id(0);
+    let client_id = format!("exactly-{txn_id}");
+    let r = &settings.kafka.resolved;
+    let mut out = String::new();
+    let policy = settings.dead_letter.effective_policy();
+    let _ = writeln!(
+        out,
+        "\n# failure policy in force: {}{}",
+        policy.as_str(),
+        match (&settings.dead_letter.topic, policy) {
+            (Some(t), crate::config::FailurePolicy::DeadLetter) => format!(" (to `{t}`)"),
+            _ => String::new(),
+        }
+    );
+    for (what, cfg, user) in [
+        (
+            "consumer",
+            consumer_config(settings, &client_id, &txn_id),
+            r.for_consumer(),
+        ),
+        (
+            "producer",
+            producer_config(settings, &client_id, &txn_id),
+            r.for_producer(),
+        ),
+    ] {
+        let _ = writeln!(out, "#\n# the {what} of worker 0, as librdkafka gets it:");
+        for (k, v) in cfg.config_map() {
+            // Owned properties are refused in the tables, so a key there
+            // is the user's value.
+            let who = if user.contains_key(k) {
+                "yours"
+            } else {
+                "exactly"
+            };
+            let v = if crate::config::is_secret_key(k) {
+                crate::secrets::MASK
+            } else {
+                v
+            };
+            let _ = writeln!(out, "#   {k} = {v:?}   ({who})");
+        }
+    }
+    out
+}
+
 /// Checks, before any worker starts, that the cluster answers, that this
 /// principal may log in, and that every configured topic exists and may be
 /// described: a typo in a topic name, a wrong password or a missing ACL is a

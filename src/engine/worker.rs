@@ -609,6 +609,19 @@ impl Loop {
             if t == self.ctx().output.default_topic() {
                 continue;
             }
+            let settings = &self.spec.settings;
+            if !settings.output.allow_routes_to_input
+                && settings.input.topics.iter().any(|i| i == t)
+            {
+                return Err(Refusal::Record(RecordFailure {
+                    step: "route".into(),
+                    kind: "routes_to_input",
+                    message: format!(
+                        "routed to `{t}`, an input topic (set output.allow_routes_to_input = true if that is meant)"
+                    ),
+                    dead_letter_failed: false,
+                }));
+            }
             match self.topics.state(self.consumer.client(), t) {
                 Ok(TopicState::Exists) => {}
                 Ok(TopicState::Missing) => {
