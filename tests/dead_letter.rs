@@ -10,7 +10,7 @@ use support::*;
 
 /// Good orders with one bad record of each kind between them. Returns the
 /// records and the number of bad ones.
-fn orders(missing_topic: &str) -> (Vec<Rec>, usize) {
+fn orders(missing_topic: &str, input_topic: &str) -> (Vec<Rec>, usize) {
     let rec = |key: &str, value: Option<Vec<u8>>| Rec {
         key: Some(key.as_bytes().to_vec()),
         value,
@@ -53,6 +53,15 @@ fn orders(missing_topic: &str) -> (Vec<Rec>, usize) {
             "missing-topic",
             Some(
                 json!({"id": 5, "price": 1, "to": missing_topic})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        ),
+        // Routed back into the input: it would be consumed again.
+        rec(
+            "routes-to-input",
+            Some(
+                json!({"id": 7, "price": 1, "to": input_topic})
                     .to_string()
                     .into_bytes(),
             ),
@@ -120,7 +129,7 @@ fn every_kind_of_bad_record_reaches_the_dead_letter_topic_and_the_stream_flows_o
     let (p, missing_topic) = pipeline();
     let dlq = unique("dlq");
     create_topic(&dlq, 1);
-    let (input, n_bad) = orders(&missing_topic);
+    let (input, n_bad) = orders(&missing_topic, &p.input);
     produce(&p.input, &input);
     let d = Daemon::run_to_end(&with_policy(
         &p,
@@ -155,6 +164,7 @@ fn every_kind_of_bad_record_reaches_the_dead_letter_topic_and_the_stream_flows_o
             "decode",
             "delivery",
             "eval",
+            "routes_to_input",
             "too_large",
             "unknown_topic"
         ]
@@ -194,7 +204,7 @@ fn every_kind_of_bad_record_reaches_the_dead_letter_topic_and_the_stream_flows_o
 #[test]
 fn skip_counts_bad_records_and_moves_on() {
     let (p, missing_topic) = pipeline();
-    let (input, n_bad) = orders(&missing_topic);
+    let (input, n_bad) = orders(&missing_topic, &p.input);
     produce(&p.input, &input);
     let d = Daemon::run_to_end(&with_policy(&p, "[dead_letter]\npolicy = \"skip\""));
     assert_eq!(
@@ -207,7 +217,7 @@ fn skip_counts_bad_records_and_moves_on() {
 #[test]
 fn fail_stops_the_worker_naming_the_record_and_commits_nothing_past_it() {
     let (p, missing_topic) = pipeline();
-    let (input, _) = orders(&missing_topic);
+    let (input, _) = orders(&missing_topic, &p.input);
     produce(&p.input, &input);
     let mut d = Daemon::start(&with_policy(&p, "[dead_letter]\npolicy = \"fail\""));
     let status = d.wait_exit();

@@ -614,7 +614,7 @@ impl Loop {
                 && settings.input.topics.iter().any(|i| i == t)
             {
                 return Err(Refusal::Record(RecordFailure {
-                    step: "route".into(),
+                    step: "produce".into(),
                     kind: "routes_to_input",
                     message: format!(
                         "routed to `{t}`, an input topic (set output.allow_routes_to_input = true if that is meant)"
