@@ -5,9 +5,15 @@
 #   Dockerfile, .dockerignore    hadolint (when available) + structural asserts
 #   docker-compose.yml           `docker compose config -q` (when available)
 #                                + structural asserts for `--scale processor=N`
-#   deploy/kubernetes/*.yaml     kubernetes-validate --strict (when available),
-#                                `kubectl kustomize` (when available)
-#                                + structural asserts (probes, stable ids, ...)
+#   deploy/kubernetes/*.yaml     kubernetes-validate --strict (when available;
+#                                not for podmonitor.yaml, a CRD without an
+#                                offline schema), `kubectl kustomize` with and
+#                                without podmonitor.yaml (when available)
+#                                + structural asserts (probes, stable ids,
+#                                resources, spread, one stop budget, ...)
+#   configuration keys           read from the serde structs in src/config.rs;
+#                                the ConfigMap and config/exactly.toml may use
+#                                only those
 #
 # The structural asserts (in Python, with PyYAML) always run. They check the
 # facts this project depends on, which linters do not know about. The external
@@ -160,16 +166,18 @@ def read(path):
         return f.read()
 
 
-# The daemon's configuration schema: section -> keys. Passthrough tables
-# (kafka.client / kafka.consumer / kafka.producer) hold librdkafka properties,
-# strings only.
-CONFIG_KEYS = {
+# The daemon's configuration schema: section -> keys. Read from the serde
+# structs in src/config.rs, so that it follows the code; the list below is
+# the fallback when that file cannot be read that way. Passthrough tables
+# (kafka.client / kafka.consumer / kafka.producer) hold librdkafka
+# properties, strings only.
+FALLBACK_KEYS = {
     "kafka": {
         "bootstrap_servers", "group_id", "transactional_id", "startup_timeout_ms",
         "static_membership", "client", "consumer", "producer",
     },
-    "input": {"topics"},
-    "output": {"topic"},
+    "input": {"topics", "format"},
+    "output": {"topic", "lineage", "format"},
     "processing": {
         "guarantee", "commit_interval_ms", "max_batch_records", "max_batch_bytes",
         "workers", "shutdown_timeout_ms",
@@ -179,6 +187,77 @@ CONFIG_KEYS = {
     "dead_letter": {"topic", "policy"},
     "transform": set(),
 }
+
+
+def struct_fields(src, name):
+    """Field name -> type of `pub struct NAME { ... }`, without #[serde(skip)] fields."""
+    m = re.search(r"pub struct %s\s*\{(.*?)\n\}" % re.escape(name), src, re.S)
+    if not m:
+        return None
+    fields, attrs = {}, ""
+    for line in m.group(1).splitlines():
+        s = line.strip()
+        if s.startswith("#["):
+            attrs += s
+        elif s.startswith("//") or not s:
+            continue
+        else:
+            f = re.match(r"pub (\w+)\s*:\s*(.+?),?$", s)
+            if f and not re.search(r"serde\([^\]]*\bskip\b", attrs):
+                fields[f.group(1)] = f.group(2).strip()
+            attrs = ""
+    return fields
+
+
+def config_source():
+    """src/config.rs and the modules under src/config/, as one text."""
+    paths = ["src/config.rs"]
+    if os.path.isdir("src/config"):
+        paths += sorted(os.path.join("src/config", n) for n in os.listdir("src/config")
+                        if n.endswith(".rs"))
+    return "\n".join(read(p) for p in paths if os.path.isfile(p))
+
+
+def config_keys():
+    src = config_source()
+    top = struct_fields(src, "Settings")
+    if not top or not {"kafka", "input", "output"} <= set(top):
+        return None
+    keys = {}
+    for section, ty in top.items():
+        sub = struct_fields(src, ty) if re.fullmatch(r"\w+", ty) else None
+        keys[section] = set(sub or ())  # e.g. transform: an array of tables
+    return keys
+
+
+def default_shutdown_budget_ms():
+    """processing.shutdown_timeout_ms's default in src/config.rs, if it can be read."""
+    m = re.search(r"shutdown_timeout_ms:\s*([0-9_]+)\s*,", config_source())
+    return int(m.group(1).replace("_", "")) if m else None
+
+
+DOCUMENTED_BUDGET_MS = 8000  # README, deploy/README.md, docs/operations.md
+
+
+def shutdown_budget_ms():
+    return default_shutdown_budget_ms() or DOCUMENTED_BUDGET_MS
+
+
+section("configuration keys")
+CONFIG_KEYS = config_keys()
+if CONFIG_KEYS:
+    check(True, f"read from src/config.rs: {', '.join(sorted(CONFIG_KEYS))}")
+else:
+    CONFIG_KEYS = FALLBACK_KEYS
+    print("  skip  src/config.rs could not be read for its keys: using the built-in list")
+budget = default_shutdown_budget_ms()
+if budget is None:
+    print("  skip  default of processing.shutdown_timeout_ms not found in src/config.rs")
+else:
+    check(budget == DOCUMENTED_BUDGET_MS,
+          f"processing.shutdown_timeout_ms defaults to {DOCUMENTED_BUDGET_MS} ms, as the docs say",
+          f"{budget} ms in src/config.rs")
+
 ENV_RE = re.compile(r"^EXACTLY__([A-Z]+)__([A-Z0-9_]+)$")
 
 
@@ -203,7 +282,7 @@ def check_toml(text, where, allow_transactional_id):
     kafka = doc.get("kafka", {})
     check({"bootstrap_servers", "group_id"} <= set(kafka),
           f"{where} sets kafka.bootstrap_servers and kafka.group_id")
-    for table in ("consumer", "producer"):
+    for table in ("client", "consumer", "producer"):
         props = kafka.get(table, {})
         bad = [k for k, v in props.items() if not isinstance(v, str)]
         check(not bad, f"{where} kafka.{table} values are strings", ", ".join(bad))
@@ -222,6 +301,7 @@ def check_toml(text, where, allow_transactional_id):
 
 # ---------------------------------------------------------------------------
 # Dockerfile: parsed line by line (continuations joined), ARG defaults resolved.
+section("Dockerfile (structure)")
 lines, buf = [], ""
 for raw in read("Dockerfile").splitlines():
     s = raw.strip()
@@ -270,8 +350,16 @@ builder_image = stages[0][0] if stages else ""
 check(re.fullmatch(r"rust:\d+\.\d+(\.\d+)?-bookworm", builder_image) is not None,
       "builder is a concrete rust:<version>-bookworm image", builder_image)
 runtime_image, _, runtime = stages[-1] if stages else ("", None, [])
-check(runtime_image.startswith("debian:") and runtime_image.endswith("-slim"),
-      "runtime stage is debian slim", runtime_image)
+# The final image's files come from a slim Debian: the final stage is one, or
+# it is FROM scratch and copies its files from a stage that is one.
+os_stage = stages[-1] if stages else ("", None, [])
+if runtime_image == "scratch":
+    sources = {m.group(1).lower() for o, rest in runtime if o == "COPY"
+               for m in [re.search(r"--from=(\S+)", rest)] if m}
+    os_stage = next((st for st in stages if st[1] in sources and st[0] != "scratch"), ("", None, []))
+check(os_stage[0].startswith("debian:") and os_stage[0].endswith("-slim"),
+      "runtime files come from debian slim (the final stage, or the stage a FROM scratch one copies)",
+      os_stage[0] or runtime_image)
 
 users = [rest.strip() for op, rest in runtime if op == "USER"]
 final_user = users[-1] if users else ""
@@ -299,9 +387,20 @@ check(ops(runtime, "ENTRYPOINT") == ['["exactly"]'], 'ENTRYPOINT ["exactly"]', r
 check(ops(runtime, "CMD") == ['["run", "--config", "/etc/exactly/exactly.toml"]'],
       "CMD runs with /etc/exactly/exactly.toml", repr(ops(runtime, "CMD")))
 check(any("9464" in e.split() for e in ops(runtime, "EXPOSE")), "EXPOSE 9464")
-apt_runtime = " ".join(ops(runtime, "RUN"))
+apt_runtime = " ".join(ops(os_stage[2], "RUN"))
 check("ca-certificates" in apt_runtime and "curl" not in apt_runtime and "wget" not in apt_runtime,
       "runtime installs ca-certificates only (no curl/wget)")
+# Two ways in, one Dockerfile: the base images are build arguments, and
+# BINARY_FROM picks the binary compiled in the builder (the default) or one
+# built on the host (the `prebuilt` stage; scripts/containers.sh uses it).
+froms = [rest.split()[0] for op, rest in instrs if op == "FROM"]
+check({"BUILDER_IMAGE", "RUNTIME_IMAGE"} <= set(global_args)
+      and {"${BUILDER_IMAGE}", "${RUNTIME_IMAGE}"} <= set(froms),
+      "base images are build arguments (BUILDER_IMAGE, RUNTIME_IMAGE)")
+check(global_args.get("BINARY_FROM") == stages[0][1] and "${BINARY_FROM}" in froms and "prebuilt" in aliases,
+      "BINARY_FROM selects the builder's binary (default) or a `prebuilt` one", repr(global_args.get("BINARY_FROM")))
+check(re.search(r"\binstall\b[^&]*\s-s\b|\bstrip\b", " ".join(ops(stages[0][2], "RUN"))) is not None,
+      "the compiled binary is stripped when packaged")
 
 if check(os.path.isfile(".dockerignore"), ".dockerignore exists"):
     ignored = {l.strip().rstrip("/") for l in read(".dockerignore").splitlines()
@@ -373,8 +472,22 @@ check(not bad_env, "processor EXACTLY__SECTION__KEY variables name known section
 check((proc.get("depends_on") or {}).get("topics", {}).get("condition") == "service_completed_successfully",
       "processor starts after the topics job succeeded")
 check(proc.get("restart") == "unless-stopped", "processor restart: unless-stopped")
-check(seconds(proc.get("stop_grace_period", "10s")) >= 11,
-      "processor stop_grace_period exceeds the 10 s shutdown", proc.get("stop_grace_period"))
+# The daemon's stop budget (processing.shutdown_timeout_ms), then 1 s for
+# its workers to report: SIGKILL must come later than that.
+check(seconds(proc.get("stop_grace_period", "10s")) * 1000 > shutdown_budget_ms() + 1000,
+      f"processor stop_grace_period exceeds the {shutdown_budget_ms() // 1000} s stop budget plus 1 s",
+      proc.get("stop_grace_period"))
+if "EXACTLY__PROCESSING__SHUTDOWN_TIMEOUT_MS" in penv:
+    check(penv["EXACTLY__PROCESSING__SHUTDOWN_TIMEOUT_MS"] == str(shutdown_budget_ms()),
+          f"processor EXACTLY__PROCESSING__SHUTDOWN_TIMEOUT_MS is the daemon's default ({shutdown_budget_ms()} ms)",
+          penv["EXACTLY__PROCESSING__SHUTDOWN_TIMEOUT_MS"])
+# The podman-compose additions (scripts/compose-test.sh) touch nothing but
+# the processor's image and replica count, so the test runs this file.
+if os.path.isfile("deploy/compose/podman.yml"):
+    extra = yaml.safe_load(read("deploy/compose/podman.yml")) or {}
+    touched = {(s, k) for s, body in (extra.get("services") or {}).items() for k in (body or {})}
+    check(set(extra) <= {"services"} and touched <= {("processor", "image"), ("processor", "deploy")},
+          "deploy/compose/podman.yml sets only the processor's image and deploy.replicas", repr(sorted(touched)))
 check("deploy" not in proc or "replicas" not in (proc.get("deploy") or {}),
       "processor replica count is left to --scale")
 
@@ -397,8 +510,17 @@ kust = (docs.get("kustomization.yaml") or [{}])[0]
 listed = kust.get("resources", [])
 # *-example.yaml files (a Secret with a placeholder) are applied by hand, never
 # through the kustomization, so that `apply -k` cannot overwrite a real one.
-manifests = sorted(n for n in docs if n != "kustomization.yaml" and not n.endswith("-example.yaml"))
-check(sorted(listed) == manifests, "kustomization.yaml lists every manifest", f"{listed} vs {manifests}")
+# Optional manifests need a CRD that a cluster may lack; users add them to
+# the kustomization themselves (the file says how).
+OPTIONAL = {"podmonitor.yaml"}
+examples = sorted(n for n in docs if n.endswith("-example.yaml"))
+required = sorted(n for n in docs
+                  if n != "kustomization.yaml" and n not in examples and n not in OPTIONAL)
+check(set(required) <= set(listed) <= set(required) | OPTIONAL,
+      "kustomization.yaml lists every required manifest (optional ones may be added)",
+      f"{listed} vs required {required}, optional {sorted(OPTIONAL)}")
+check(not set(examples) & set(listed), "kustomization.yaml lists no *-example.yaml",
+      ", ".join(sorted(set(examples) & set(listed))))
 
 objs = [d for n, ds in docs.items() if n != "kustomization.yaml" for d in ds]
 by_kind = {}
@@ -412,6 +534,7 @@ spec = sts.get("spec", {})
 pod = spec.get("template", {}).get("spec", {})
 containers = pod.get("containers") or [{}]
 c = containers[0]
+labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
 ports = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
 check(ports.get("http") == 9464, "container port 9464 is named http")
 for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
@@ -422,20 +545,29 @@ env = {e.get("name"): e for e in c.get("env", [])}
 tid = env.get("EXACTLY__KAFKA__TRANSACTIONAL_ID", {})
 check(tid.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name",
       "EXACTLY__KAFKA__TRANSACTIONAL_ID comes from the pod name (downward API)")
-check(pod.get("terminationGracePeriodSeconds") == 30, "terminationGracePeriodSeconds: 30")
 psc, csc = pod.get("securityContext", {}), c.get("securityContext", {})
 check(psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 10001, "runs as non-root uid 10001")
 check(csc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem: true")
 check(csc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation: false")
+# Sized from the measured RSS and CPU (statefulset.yaml says how).
 res = c.get("resources", {})
-check(res.get("requests") == {"cpu": "500m", "memory": "128Mi"}, "requests cpu 500m, memory 128Mi", repr(res.get("requests")))
+check(res.get("requests") == {"cpu": "500m", "memory": "64Mi"}, "requests cpu 500m, memory 64Mi",
+      repr(res.get("requests")))
 check(res.get("limits") == {"memory": "256Mi"}, "limits memory 256Mi (no CPU limit)", repr(res.get("limits")))
 ann = spec.get("template", {}).get("metadata", {}).get("annotations", {})
 check(ann.get("prometheus.io/scrape") == "true" and str(ann.get("prometheus.io/port")) == "9464",
       "pods carry prometheus scrape annotations for port 9464")
-labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
 sel = spec.get("selector", {}).get("matchLabels", {})
 check(sel and sel.items() <= labels.items(), "StatefulSet selector matches its pod labels")
+
+# Spread by zone and by node, as a preference: a rule (DoNotSchedule) would
+# leave a replica Pending, and stop a rolling update, when a zone is full.
+spread = {t.get("topologyKey"): t for t in pod.get("topologySpreadConstraints", [])}
+for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname"):
+    t = spread.get(key, {})
+    check(t.get("whenUnsatisfiable") == "ScheduleAnyway" and t.get("maxSkew") == 1
+          and (t.get("labelSelector", {}).get("matchLabels") or {"": ""}).items() <= labels.items(),
+          f"topologySpreadConstraints spread the pods by {key} (maxSkew 1, ScheduleAnyway)", repr(t))
 
 svcs = [s for s in by_kind.get("Service", []) if s["metadata"]["name"] == spec.get("serviceName")]
 check(len(svcs) == 1, "the StatefulSet's serviceName names a Service", spec.get("serviceName"))
@@ -449,16 +581,62 @@ check(len(pdbs) == 1 and pdbs[0]["spec"].get("maxUnavailable") == 1, "PodDisrupt
 if pdbs:
     check(pdbs[0]["spec"].get("selector", {}).get("matchLabels", {}).items() <= labels.items(),
           "the PodDisruptionBudget selects the pods")
+    check(pdbs[0]["spec"].get("unhealthyPodEvictionPolicy") == "AlwaysAllow",
+          "the PodDisruptionBudget lets unready pods be evicted (unhealthyPodEvictionPolicy: AlwaysAllow)")
 
+# The PodMonitor (optional: Prometheus Operator). No JSON schema for its CRD
+# is available offline, so its shape is asserted here, keys included.
+pms = by_kind.get("PodMonitor", [])
+if check(len(pms) == 1, "one PodMonitor (podmonitor.yaml)"):
+    pm = pms[0]
+    check(pm.get("apiVersion") == "monitoring.coreos.com/v1", "PodMonitor is monitoring.coreos.com/v1",
+          pm.get("apiVersion"))
+    pm_spec = pm.get("spec", {})
+    unknown = set(pm_spec) - {"selector", "podMetricsEndpoints", "namespaceSelector", "jobLabel",
+                              "podTargetLabels", "sampleLimit"}
+    check(not unknown, "PodMonitor spec uses known keys", ", ".join(sorted(unknown)))
+    pm_sel = pm_spec.get("selector", {}).get("matchLabels", {})
+    check(pm_sel and pm_sel.items() <= labels.items(), "the PodMonitor selects the pods")
+    eps = pm_spec.get("podMetricsEndpoints") or [{}]
+    unknown = {k for e in eps for k in e} - {"port", "path", "interval", "scrapeTimeout", "scheme",
+                                              "honorLabels", "relabelings", "metricRelabelings"}
+    check(not unknown, "PodMonitor endpoints use known keys", ", ".join(sorted(unknown)))
+    check(all(e.get("port") in ports and e.get("path", "/metrics") == "/metrics" for e in eps),
+          "the PodMonitor scrapes /metrics on a named container port", repr(eps))
+
+# One stop budget everywhere: the ConfigMap's processing.shutdown_timeout_ms
+# (if set) is the daemon's default, and SIGKILL comes well after it.
 mount = {m.get("name"): m.get("mountPath") for m in c.get("volumeMounts", [])}
 vols = {v.get("name"): v for v in pod.get("volumes", [])}
 cm_name = next((n for n, v in vols.items() if "configMap" in v and mount.get(n) == "/etc/exactly"), None)
 check(cm_name is not None, "a ConfigMap is mounted at /etc/exactly")
 cms = [m for m in by_kind.get("ConfigMap", [])
        if cm_name and m["metadata"]["name"] == vols[cm_name]["configMap"]["name"]]
+cm_budget = None
 if check(len(cms) == 1 and "exactly.toml" in cms[0].get("data", {}),
          "the mounted ConfigMap holds exactly.toml"):
-    check_toml(cms[0]["data"]["exactly.toml"], "ConfigMap exactly.toml", allow_transactional_id=False)
+    cm_toml = cms[0]["data"]["exactly.toml"]
+    check_toml(cm_toml, "ConfigMap exactly.toml", allow_transactional_id=False)
+    if tomllib is not None:
+        try:
+            cm_budget = tomllib.loads(cm_toml).get("processing", {}).get("shutdown_timeout_ms")
+        except tomllib.TOMLDecodeError:
+            pass
+if cm_budget is not None:
+    check(cm_budget == shutdown_budget_ms(),
+          f"ConfigMap processing.shutdown_timeout_ms is the daemon's default ({shutdown_budget_ms()} ms)",
+          repr(cm_budget))
+budget_ms = cm_budget if isinstance(cm_budget, int) else shutdown_budget_ms()
+grace = pod.get("terminationGracePeriodSeconds")
+check(grace == 15, "terminationGracePeriodSeconds: 15", repr(grace))
+check(isinstance(grace, int) and grace * 1000 >= budget_ms + 5000,
+      f"terminationGracePeriodSeconds is at least 5 s above the {budget_ms // 1000} s stop budget",
+      repr(grace))
+
+section("docs (deployment)")
+deploy_readme = read("deploy/README.md") if os.path.isfile("deploy/README.md") else ""
+check(os.path.isfile("docs/operations.md"), "docs/operations.md exists")
+check("../docs/operations.md" in deploy_readme, "deploy/README.md links docs/operations.md")
 
 if os.path.isfile("config/exactly.toml"):
     section("config/exactly.toml (structure)")
@@ -478,19 +656,38 @@ if [ ${#compose[@]} -gt 0 ]; then
 fi
 
 section "deploy/kubernetes (schemas)"
+# Manifests of custom resources (the Prometheus Operator's PodMonitor) have no
+# schema in kubernetes-validate; the structural asserts above cover them.
+crd_manifests=(deploy/kubernetes/podmonitor.yaml)
 if [ "$have_kv" = 1 ]; then
   manifests=()
   for f in deploy/kubernetes/*.yaml; do
-    [ "$(basename "$f")" = kustomization.yaml ] || manifests+=("$f")
+    case " kustomization.yaml ${crd_manifests[*]##*/} " in
+      *" $(basename "$f") "*) ;;
+      *) manifests+=("$f") ;;
+    esac
   done
   run_tool "kubernetes-validate --strict ${manifests[*]}" \
     kubernetes-validate --strict --quiet "${manifests[@]}"
+  skip "kubernetes-validate ${crd_manifests[*]}: no schema for its CRD offline (structural asserts only)"
 else
   skip "kubernetes-validate"
 fi
 if [ "$have_kubectl" = 1 ]; then
   run_tool "kubectl kustomize deploy/kubernetes renders" \
     kubectl kustomize deploy/kubernetes
+  # What deploy/README.md tells Prometheus Operator users to do: add
+  # podmonitor.yaml to the resources. Rendered from a copy.
+  kdir_copy=$(mktemp -d)
+  cp deploy/kubernetes/*.yaml "$kdir_copy"/
+  sed -i 's|^  # - podmonitor.yaml|  - podmonitor.yaml|' "$kdir_copy/kustomization.yaml"
+  if grep -q '^  - podmonitor.yaml' "$kdir_copy/kustomization.yaml"; then
+    run_tool "kubectl kustomize renders with podmonitor.yaml added" \
+      sh -c 'kubectl kustomize "$1" | grep -q "^kind: PodMonitor"' sh "$kdir_copy"
+  else
+    fail "kustomization.yaml has the commented '# - podmonitor.yaml' line that deploy/README.md refers to"
+  fi
+  rm -rf "$kdir_copy"
 else
   skip "kubectl kustomize"
 fi
