@@ -457,6 +457,22 @@ topic = "{dlq}"
             for l in &fleet.exit_logs {
                 eprintln!("{l}");
             }
+            // What the live replicas were doing when the group stopped
+            // making progress: the last lines of each log.
+            for r in &fleet.replicas {
+                let log = r.daemon.log_text();
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("--- {} (alive), last 40 log lines ---", r.id);
+                for l in &lines[lines.len().saturating_sub(40)..] {
+                    eprintln!("{l}");
+                }
+                eprintln!(
+                    "    assigned {} consumed {} produced {}",
+                    r.daemon.metric("exactly_assigned_partitions"),
+                    r.daemon.metric("exactly_records_consumed_total"),
+                    r.daemon.metric("exactly_records_produced_total")
+                );
+            }
             panic!(
                 "[{guarantee}] the group did not commit the end of the input ({committed}/{end}); exits: {:#?}",
                 fleet.restarts_after_exit
