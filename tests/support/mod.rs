@@ -853,30 +853,29 @@ impl Daemon {
     /// Waits until the daemon holds at least one partition (readiness does
     /// not say so: an idle member is ready too).
     pub fn wait_assigned(&mut self) {
-        let start = Instant::now();
-        while self.metric("exactly_assigned_partitions") < 1.0 {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("daemon exited ({status}):\n{}", self.log_text());
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "daemon never held a partition:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_metric("exactly_assigned_partitions", 1.0, "never held a partition");
     }
 
     /// Waits until the daemon reports at least `n` committed output records.
     pub fn wait_produced(&mut self, n: f64) {
+        self.wait_metric(
+            "exactly_records_produced_total",
+            n,
+            &format!("stuck below {n} outputs"),
+        );
+    }
+
+    /// Waits until `sample` reaches `at_least`; panics with the log if the
+    /// daemon exits first or the wait runs out (`what` says how).
+    fn wait_metric(&mut self, sample: &str, at_least: f64, what: &str) {
         let start = Instant::now();
-        while self.metric("exactly_records_produced_total") < n {
+        while self.metric(sample) < at_least {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("daemon exited ({status}):\n{}", self.log_text());
             }
             assert!(
                 start.elapsed() < WAIT,
-                "daemon stuck below {n} outputs:\n{}",
+                "daemon {what}:\n{}",
                 self.log_text()
             );
             std::thread::sleep(Duration::from_millis(20));
