@@ -18,6 +18,7 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -215,6 +216,8 @@ struct Figures {
     longest_stall: Duration,
     restarts_after_exit: Vec<String>,
     took: Duration,
+    /// Every replica's whole log, kept until the run's audit passes.
+    logs: PathBuf,
 }
 
 /// JSON orders, 1% of them poison (not JSON), for the run with transforms.
@@ -316,6 +319,12 @@ topic = "{dlq}"
         );
     }
     let ids: Vec<String> = (0..REPLICAS).map(|i| format!("{}-r{i}", p.group)).collect();
+    // Every replica's log outlives the replica: a violation is read
+    // against what each of them did.
+    let logs = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("chaos-logs")
+        .join(&p.group);
+    keep_daemon_logs(&logs);
     let mut fleet = Fleet::start(cfg, &ids);
     let mut fig = Figures {
         verify: serde_json::Value::Null,
@@ -330,6 +339,7 @@ topic = "{dlq}"
         longest_stall: Duration::ZERO,
         restarts_after_exit: Vec::new(),
         took: Duration::ZERO,
+        logs: logs.clone(),
     };
 
     let n = plan.len();
@@ -474,7 +484,8 @@ topic = "{dlq}"
                 );
             }
             panic!(
-                "[{guarantee}] the group did not commit the end of the input ({committed}/{end}); exits: {:#?}",
+                "[{guarantee}] the group did not commit the end of the input ({committed}/{end}); every replica's log is in {}; exits: {:#?}",
+                logs.display(),
                 fleet.restarts_after_exit
             );
         }
@@ -554,6 +565,12 @@ fn print(guarantee: &str, f: &Figures) {
     for r in &f.restarts_after_exit {
         eprintln!("  {r}");
     }
+    eprintln!("every replica's log: {}", f.logs.display());
+}
+
+/// The run's audit passed: its replica logs are not needed.
+fn passed(f: &Figures) {
+    let _ = std::fs::remove_dir_all(&f.logs);
 }
 
 #[test]
@@ -572,6 +589,7 @@ fn chaos_keeps_exactly_once_and_at_least_once_shows_duplicates() {
         (Some(0), Some(0), Some(0))
     );
     assert_eq!(r["inputs"].as_u64(), Some(env_or("RECORDS", 36_000)));
+    passed(&eos);
 
     let chain = run("exactly_once", true);
     print(
@@ -594,6 +612,7 @@ fn chaos_keeps_exactly_once_and_at_least_once_shows_duplicates() {
     // instead), and eu inputs once more in their own topic.
     let eu = (0..records).filter(|i| i % 100 != 42 && i % 3 == 0).count() as u64;
     assert_eq!(r["outputs_read"].as_u64(), Some(records + eu));
+    passed(&chain);
 
     let alo = run("at_least_once", false);
     print("at_least_once", &alo);
@@ -608,4 +627,5 @@ fn chaos_keeps_exactly_once_and_at_least_once_shows_duplicates() {
         "the same faults must duplicate in at_least_once mode: {:#}",
         alo.verify
     );
+    passed(&alo);
 }

@@ -133,6 +133,20 @@ fn planted_duplicates_gaps_and_reorderings_are_each_reported() {
     );
     let parts = rep["partitions"].as_array().unwrap();
     assert_eq!(parts[0]["duplicates"], 1);
+    // Both copies are named by where they were read: one idempotent
+    // producer wrote the plan in order into the one output partition.
+    let copy = |i: usize| format!("{}[0]@{i}", p.output);
+    let first = plan.iter().position(|x| *x == dup).unwrap();
+    assert_eq!(
+        parts[0]["first_duplicates"],
+        serde_json::json!([{
+            "offset": dup.1,
+            "index": 0,
+            "first": copy(first),
+            "repeat": copy(plan.len() - 1),
+        }]),
+        "{rep:#}"
+    );
     assert_eq!(parts[0]["order_violations"], 1);
     assert_eq!(parts[1]["without_outputs"], 1);
     assert_eq!(parts[1]["first_missing"][0], gap.1);
@@ -158,6 +172,15 @@ fn planted_duplicates_gaps_and_reorderings_are_each_reported() {
         "{text}"
     );
     assert!(text.contains("VIOLATIONS FOUND"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "duplicate: input offset {} (output 0) read at {} and again at {}",
+            dup.1,
+            copy(first),
+            copy(plan.len() - 1)
+        )),
+        "{text}"
+    );
 }
 
 #[test]

@@ -26,6 +26,13 @@ struct InputPartition {
     first_outputs: Vec<u32>,
     /// Outputs seen with index > 0, per (offset, index).
     more_outputs: HashMap<(i64, u32), u32>,
+    /// Where the first output with index 0 of each offset was read, packed
+    /// (see [`Position`]), so that a later copy can name both places.
+    first_at: Vec<u64>,
+    /// Where the first output with index > 0 was read, per (offset, index).
+    more_at: HashMap<(i64, u32), u64>,
+    /// The first duplicates seen, with the places of both copies.
+    duplicates: Vec<Duplicate>,
     /// The output count the outputs of each input declare (0: none did).
     declared: Vec<u32>,
     /// Inputs whose outputs declare different counts.
@@ -42,6 +49,9 @@ impl InputPartition {
             present: vec![false; len],
             first_outputs: vec![0; len],
             more_outputs: HashMap::new(),
+            first_at: vec![UNKNOWN_AT; len],
+            more_at: HashMap::new(),
+            duplicates: Vec::new(),
             declared: vec![0; len],
             conflicting: HashSet::new(),
             order_violations: 0,
@@ -103,6 +113,44 @@ pub struct PartitionReport {
     pub first_missing: Vec<i64>,
     /// Up to 10 offsets of incomplete inputs.
     pub first_incomplete: Vec<i64>,
+    /// Up to 10 duplicates, each with where both copies were read: the
+    /// output offsets lead to the transactions (and the replica logs) that
+    /// wrote them.
+    pub first_duplicates: Vec<Duplicate>,
+}
+
+/// One repeated output: the input it names and where its copies are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Duplicate {
+    /// Input offset the copies name.
+    pub offset: i64,
+    /// Output index (0 for the first output of an input).
+    pub index: u32,
+    /// `topic[partition]@offset` of the copy read first (when known).
+    pub first: Option<String>,
+    /// `topic[partition]@offset` of the repeat.
+    pub repeat: String,
+}
+
+/// A packed output position: an index into the audit's table of output
+/// partitions (16 bits) and the output offset (48 bits). Packing keeps the
+/// per-input cost of remembering where each output was read at 8 bytes.
+struct Position;
+
+/// A position that could not be packed (or was not recorded).
+const UNKNOWN_AT: u64 = u64::MAX;
+
+impl Position {
+    fn pack(partition_index: usize, offset: i64) -> u64 {
+        if partition_index >= 0xffff || !(0..1 << 48).contains(&offset) {
+            return UNKNOWN_AT;
+        }
+        (partition_index as u64) << 48 | offset as u64
+    }
+
+    fn unpack(at: u64) -> Option<(usize, i64)> {
+        (at != UNKNOWN_AT).then(|| ((at >> 48) as usize, (at & ((1 << 48) - 1)) as i64))
+    }
 }
 
 /// The whole audit result.
@@ -161,6 +209,9 @@ pub struct Audit {
     outputs_read: u64,
     without_lineage: u64,
     outside: u64,
+    /// Output partitions seen, in order of first sighting (see [`Position`]).
+    out_partitions: Vec<(String, i32)>,
+    out_index: HashMap<(String, i32), usize>,
 }
 
 impl Audit {
@@ -179,14 +230,31 @@ impl Audit {
         }
     }
 
-    /// An output record was read from `out_topic`/`out_partition`, in log
-    /// order for that partition.
-    pub fn add_output(&mut self, out_topic: &str, out_partition: i32, lineage: Option<&Lineage>) {
+    /// An output record was read at `out_offset` of
+    /// `out_topic`/`out_partition`, in log order for that partition.
+    pub fn add_output(
+        &mut self,
+        out_topic: &str,
+        out_partition: i32,
+        out_offset: i64,
+        lineage: Option<&Lineage>,
+    ) {
         self.outputs_read += 1;
         let Some(l) = lineage else {
             self.without_lineage += 1;
             return;
         };
+        let out_index = match self.out_index.get(&(out_topic.to_owned(), out_partition)) {
+            Some(i) => *i,
+            None => {
+                let i = self.out_partitions.len();
+                self.out_partitions
+                    .push((out_topic.to_owned(), out_partition));
+                self.out_index.insert((out_topic.to_owned(), out_partition), i);
+                i
+            }
+        };
+        let at = Position::pack(out_index, out_offset);
         let Some(p) = self.inputs.get_mut(&(l.topic.clone(), l.partition)) else {
             self.outside += 1;
             return;
@@ -205,17 +273,36 @@ impl Audit {
                 _ => {}
             }
         }
-        let count = if l.index == 0 {
-            &mut p.first_outputs[slot]
+        let (count, first_at) = if l.index == 0 {
+            (&mut p.first_outputs[slot], &mut p.first_at[slot])
         } else {
-            p.more_outputs.entry((l.offset, l.index)).or_default()
+            (
+                p.more_outputs.entry((l.offset, l.index)).or_default(),
+                p.more_at.entry((l.offset, l.index)).or_insert(UNKNOWN_AT),
+            )
         };
         *count += 1;
         if *count > 1 {
             // A repeat is a duplicate, whatever its place; order is judged
             // on first sightings only.
+            let first = *first_at;
+            if p.duplicates.len() < 10 {
+                let place = |at: u64| {
+                    Position::unpack(at).map(|(i, offset)| {
+                        let (t, part) = &self.out_partitions[i];
+                        format!("{t}[{part}]@{offset}")
+                    })
+                };
+                p.duplicates.push(Duplicate {
+                    offset: l.offset,
+                    index: l.index,
+                    first: place(first),
+                    repeat: format!("{out_topic}[{out_partition}]@{out_offset}"),
+                });
+            }
             return;
         }
+        *first_at = at;
         let key = (
             out_topic.to_owned(),
             out_partition,
@@ -284,6 +371,7 @@ impl Audit {
                 outputs: p.outputs,
                 first_missing,
                 first_incomplete,
+                first_duplicates: p.duplicates.clone(),
             });
         }
         let sum = |f: fn(&PartitionReport) -> u64| partitions.iter().map(f).sum();
@@ -336,7 +424,7 @@ mod tests {
     fn each_input_once_in_order_is_clean() {
         let mut a = audit();
         for o in 0..10 {
-            a.add_output("out", o as i32 % 2, Some(&lin(o, 0)));
+            a.add_output("out", o as i32 % 2, 0, Some(&lin(o, 0)));
         }
         let r = a.report();
         assert_eq!(
@@ -350,9 +438,9 @@ mod tests {
     fn a_planted_duplicate_is_reported() {
         let mut a = audit();
         for o in 0..10 {
-            a.add_output("out", 0, Some(&lin(o, 0)));
+            a.add_output("out", 0, 0, Some(&lin(o, 0)));
         }
-        a.add_output("out", 1, Some(&lin(4, 0)));
+        a.add_output("out", 1, 0, Some(&lin(4, 0)));
         let r = a.report();
         assert_eq!(r.duplicates, 1);
         assert_eq!(
@@ -366,7 +454,7 @@ mod tests {
     fn a_planted_gap_is_reported_with_its_offset() {
         let mut a = audit();
         for o in (0..10).filter(|o| *o != 7) {
-            a.add_output("out", 0, Some(&lin(o, 0)));
+            a.add_output("out", 0, 0, Some(&lin(o, 0)));
         }
         let r = a.report();
         assert_eq!(r.missing, 1);
@@ -380,12 +468,31 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_names_where_both_copies_were_read() {
+        let mut a = audit();
+        for o in 0..10 {
+            a.add_output("out", 0, 100 + o, Some(&lin(o, 0)));
+        }
+        a.add_output("out", 1, 7, Some(&lin(4, 0)));
+        let r = a.report();
+        assert_eq!(
+            r.partitions[0].first_duplicates,
+            vec![Duplicate {
+                offset: 4,
+                index: 0,
+                first: Some("out[0]@104".into()),
+                repeat: "out[1]@7".into(),
+            }]
+        );
+    }
+
+    #[test]
     fn a_late_duplicate_is_a_duplicate_not_a_reordering() {
         let mut a = audit();
         for o in 0..10 {
-            a.add_output("out", 0, Some(&lin(o, 0)));
+            a.add_output("out", 0, 0, Some(&lin(o, 0)));
         }
-        a.add_output("out", 0, Some(&lin(2, 0)));
+        a.add_output("out", 0, 0, Some(&lin(2, 0)));
         let r = a.report();
         assert_eq!((r.duplicates, r.order_violations), (1, 0));
     }
@@ -394,7 +501,7 @@ mod tests {
     fn a_planted_reordering_is_reported() {
         let mut a = audit();
         for o in [0, 1, 3, 2, 4, 5, 6, 7, 8, 9] {
-            a.add_output("out", 0, Some(&lin(o, 0)));
+            a.add_output("out", 0, 0, Some(&lin(o, 0)));
         }
         let r = a.report();
         assert_eq!(r.order_violations, 1);
@@ -405,10 +512,10 @@ mod tests {
     fn several_outputs_per_input_are_distinguished_by_index() {
         let mut a = audit();
         for o in 0..10 {
-            a.add_output("out", 0, Some(&lin_of(o, 0, 2)));
-            a.add_output("other", 0, Some(&lin_of(o, 1, 2)));
+            a.add_output("out", 0, 0, Some(&lin_of(o, 0, 2)));
+            a.add_output("other", 0, 0, Some(&lin_of(o, 1, 2)));
         }
-        a.add_output("other", 0, Some(&lin(9, 1)));
+        a.add_output("other", 0, 0, Some(&lin(9, 1)));
         let r = a.report();
         assert_eq!(r.duplicates, 1);
         assert_eq!(r.partitions[0].outputs, 21);
@@ -421,7 +528,7 @@ mod tests {
         // Offsets 3 and 9 are transaction markers: no record there.
         for o in (0..10).filter(|o| *o != 3 && *o != 9) {
             a.add_input("in", 0, o);
-            a.add_output("out", 0, Some(&lin(o, 0)));
+            a.add_output("out", 0, 0, Some(&lin(o, 0)));
         }
         let r = a.report();
         assert_eq!((r.inputs, r.missing), (8, 0));
@@ -430,11 +537,11 @@ mod tests {
     #[test]
     fn outputs_without_lineage_or_outside_the_range_are_counted_apart() {
         let mut a = audit();
-        a.add_output("out", 0, None);
-        a.add_output("out", 0, Some(&lin(10, 0)));
+        a.add_output("out", 0, 0, None);
+        a.add_output("out", 0, 0, Some(&lin(10, 0)));
         let mut foreign = lin(0, 0);
         foreign.topic = "elsewhere".into();
-        a.add_output("out", 0, Some(&foreign));
+        a.add_output("out", 0, 0, Some(&foreign));
         let r = a.report();
         assert_eq!((r.outputs_without_lineage, r.outputs_outside_range), (1, 2));
         assert_eq!(r.missing, 10);
@@ -444,10 +551,10 @@ mod tests {
     fn an_output_without_lineage_is_a_violation_unless_allowed() {
         let mut a = audit();
         for o in 0..10 {
-            a.add_output("out", 0, Some(&lin(o, 0)));
+            a.add_output("out", 0, 0, Some(&lin(o, 0)));
         }
         // A copy written without headers: a duplicate nobody could see.
-        a.add_output("out", 0, None);
+        a.add_output("out", 0, 0, None);
         let r = a.report();
         assert!(r.has_violations(Allow::default()));
         let unstamped = Allow {
@@ -461,9 +568,9 @@ mod tests {
     fn a_lost_second_output_makes_its_input_incomplete() {
         let mut a = audit();
         for o in 0..10 {
-            a.add_output("out", 0, Some(&lin_of(o, 0, 2)));
+            a.add_output("out", 0, 0, Some(&lin_of(o, 0, 2)));
             if o != 6 {
-                a.add_output("routed", 0, Some(&lin_of(o, 1, 2)));
+                a.add_output("routed", 0, 0, Some(&lin_of(o, 1, 2)));
             }
         }
         let r = a.report();
@@ -481,9 +588,9 @@ mod tests {
         let mut a = audit();
         for o in 0..10 {
             if o != 2 {
-                a.add_output("out", 0, Some(&lin_of(o, 0, 2)));
+                a.add_output("out", 0, 0, Some(&lin_of(o, 0, 2)));
             }
-            a.add_output("routed", 0, Some(&lin_of(o, 1, 2)));
+            a.add_output("routed", 0, 0, Some(&lin_of(o, 1, 2)));
         }
         let r = a.report();
         assert_eq!((r.missing, r.incomplete), (0, 1));
@@ -493,10 +600,10 @@ mod tests {
     fn an_index_beyond_the_count_or_disagreeing_counts_are_incomplete() {
         let mut a = audit();
         for o in 0..10 {
-            a.add_output("out", 0, Some(&lin(o, 0)));
+            a.add_output("out", 0, 0, Some(&lin(o, 0)));
         }
-        a.add_output("out", 0, Some(&lin(3, 1))); // count 1, index 1
-        a.add_output("out", 0, Some(&lin_of(5, 1, 2))); // says 2; index 0 said 1
+        a.add_output("out", 0, 0, Some(&lin(3, 1))); // count 1, index 1
+        a.add_output("out", 0, 0, Some(&lin_of(5, 1, 2))); // says 2; index 0 said 1
         let r = a.report();
         assert_eq!(r.incomplete, 2);
         assert_eq!(r.partitions[0].first_incomplete, vec![3, 5]);
@@ -510,9 +617,9 @@ mod tests {
                 count: None,
                 ..lin(o, index)
             };
-            a.add_output("out", 0, Some(&old(0)));
+            a.add_output("out", 0, 0, Some(&old(0)));
             if o == 4 {
-                a.add_output("out", 0, Some(&old(2))); // index 1 lost
+                a.add_output("out", 0, 0, Some(&old(2))); // index 1 lost
             }
         }
         let r = a.report();

@@ -227,7 +227,7 @@ pub fn audit_output(audit: &mut Audit, m: &BorrowedMessage<'_>) {
     let l = m
         .headers()
         .and_then(|hs| lineage::read(hs.iter().map(|h| (h.key, h.value))));
-    audit.add_output(m.topic(), m.partition(), l.as_ref());
+    audit.add_output(m.topic(), m.partition(), m.offset(), l.as_ref());
 }
 
 /// Registers the input spans with the audit.

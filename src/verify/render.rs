@@ -45,6 +45,16 @@ pub fn text(outcome: &Outcome, allow: Allow) -> String {
                 p.first_incomplete
             );
         }
+        for d in &p.first_duplicates {
+            let _ = writeln!(
+                s,
+                "    duplicate: input offset {} (output {}) read at {} and again at {}",
+                d.offset,
+                d.index,
+                d.first.as_deref().unwrap_or("?"),
+                d.repeat
+            );
+        }
     }
     let _ = writeln!(
         s,

@@ -730,7 +730,23 @@ pub struct Daemon {
     child: Child,
     pub http_port: u16,
     pub log: PathBuf,
+    /// The transactional id it runs under, to name a kept log.
+    name: String,
     _dir: tempfile::TempDir,
+}
+
+/// Where daemons' logs are copied when the daemons end (see
+/// [`keep_daemon_logs`]).
+static KEPT_LOGS: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+static KEPT_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// From now on, every daemon's whole log is copied into `dir` when the
+/// daemon is dropped (killed, replaced or at the end of a test), named by
+/// the order of the drops and the daemon's transactional id: a failed audit
+/// can then be read against what every replica did, not only the last one.
+pub fn keep_daemon_logs(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    *KEPT_LOGS.lock().unwrap() = Some(dir.to_owned());
 }
 
 fn free_port() -> u16 {
@@ -761,6 +777,7 @@ impl Daemon {
             child,
             http_port,
             log,
+            name: cfg.transactional_id.clone(),
             _dir: dir,
         }
     }
@@ -944,6 +961,10 @@ impl Drop for Daemon {
         if self.child.try_wait().ok().flatten().is_none() {
             let _ = self.child.kill();
             let _ = self.child.wait();
+        }
+        if let Some(dir) = KEPT_LOGS.lock().ok().and_then(|d| d.clone()) {
+            let n = KEPT_SEQ.fetch_add(1, Ordering::Relaxed);
+            let _ = std::fs::copy(&self.log, dir.join(format!("{n:03}-{}.log", self.name)));
         }
     }
 }
