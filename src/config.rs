@@ -567,6 +567,16 @@ impl Settings {
         }
         self.check_identity()?;
         self.check_routes()?;
+        if let Some((name, first, again)) =
+            crate::transform::registry::duplicate_step_name(&self.transform)
+        {
+            return Err(invalid(
+                format!("transform[{again}].name"),
+                format!(
+                    "`{name}` already names transform[{first}]; step names must be unique in the chain (they label metrics and dead letters)"
+                ),
+            ));
+        }
         check_topic_name("output.topic", &self.output.topic)?;
         if let Some(t) = &self.dead_letter.topic {
             check_topic_name("dead_letter.topic", t)?;

@@ -602,3 +602,20 @@ fn duplicate_inputs_and_routes_into_an_input_are_refused() {
     let allowed = routed.replace("[output]\n", "[output]\nallow_routes_to_input = true\n");
     Settings::parse(&allowed, no_env()).unwrap();
 }
+
+#[test]
+fn a_step_name_used_twice_is_refused_naming_both_steps() {
+    let text = format!(
+        "{MINIMAL}\n[[transform]]\ntype = \"filter\"\nname = \"checks\"\nexpr = '.ok'\n\
+         [[transform]]\ntype = \"map\"\nexpr = '.'\n\
+         [[transform]]\ntype = \"map\"\nname = \"checks\"\nexpr = '.'\n"
+    );
+    let (key, msg) = err_of(&text, no_env());
+    assert_eq!(key, "transform[3].name");
+    assert!(
+        msg.contains("`checks`") && msg.contains("transform[1]"),
+        "{msg}"
+    );
+    let distinct = text.replacen("name = \"checks\"", "name = \"first\"", 1);
+    assert!(Settings::parse(&distinct, no_env()).is_ok());
+}

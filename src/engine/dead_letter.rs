@@ -11,7 +11,7 @@ use crate::transform::{Header, Record};
 
 /// The error message.
 pub const ERROR_MESSAGE: &str = "exactly.error.message";
-/// The failing step: `N (type)` or `produce`.
+/// The failing step: its configured name or `N (type)`, or `produce`.
 pub const ERROR_STEP: &str = "exactly.error.step";
 /// The error's class.
 pub const ERROR_KIND: &str = "exactly.error.kind";

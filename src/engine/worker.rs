@@ -217,7 +217,7 @@ enum Refusal {
 
 /// A record the chain or the producer could not handle.
 pub struct RecordFailure {
-    /// The failing step: `N (type)`, or `produce`.
+    /// The failing step: its configured name or `N (type)`, or `produce`.
     pub step: String,
     /// A short class: decode, eval, type, too_large, unknown_topic, ...
     pub kind: &'static str,
@@ -547,7 +547,7 @@ impl Loop {
         self.outputs.clear();
         if let Err(e) = self.chain.apply(record, &mut self.outputs) {
             let failure = RecordFailure {
-                step: format!("{} ({})", e.index, e.name),
+                step: e.step,
                 kind: e.error.kind,
                 message: e.error.message,
                 dead_letter_failed: false,

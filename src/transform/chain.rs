@@ -8,8 +8,11 @@ use super::{Passthrough, Record, Transform, TransformError};
 pub struct ChainError {
     /// Position of the failing step, counting from 1 as in the configuration.
     pub index: usize,
-    /// The failing step's name.
+    /// The failing step's type name.
     pub name: String,
+    /// How metrics, logs and dead-letter headers name the step: its
+    /// configured `name`, else `N (type)`.
+    pub step: String,
     /// What the step reported.
     pub error: TransformError,
 }
@@ -17,6 +20,8 @@ pub struct ChainError {
 /// Steps applied in order; each step sees every output of the one before.
 pub struct Chain {
     steps: Vec<Box<dyn Transform>>,
+    /// What each step is called in metrics, logs and dead-letter headers.
+    labels: Vec<String>,
     scratch: Vec<Record>,
 }
 
@@ -28,10 +33,25 @@ impl Default for Chain {
 }
 
 impl Chain {
-    /// A chain of `steps`, applied first to last.
+    /// A chain of `steps`, applied first to last, each called `N (type)`.
     pub fn new(steps: Vec<Box<dyn Transform>>) -> Self {
+        Chain::named(steps.into_iter().map(|s| (None, s)).collect())
+    }
+
+    /// A chain of `steps`, each called by its name when it has one, else
+    /// `N (type)` (N counting from 1).
+    pub fn named(steps: Vec<(Option<String>, Box<dyn Transform>)>) -> Self {
+        let labels = steps
+            .iter()
+            .enumerate()
+            .map(|(i, (name, step))| match name {
+                Some(n) => n.clone(),
+                None => format!("{} ({})", i + 1, step.name()),
+            })
+            .collect();
         Chain {
-            steps,
+            steps: steps.into_iter().map(|(_, s)| s).collect(),
+            labels,
             scratch: Vec::new(),
         }
     }
@@ -63,6 +83,7 @@ impl Chain {
                     return Err(ChainError {
                         index: i + 1,
                         name: step.name().to_owned(),
+                        step: self.labels[i].clone(),
                         error,
                     });
                 }
@@ -163,9 +184,21 @@ mod tests {
         let err = chain.apply(rec("bad"), &mut out).unwrap_err();
         assert_eq!(err.index, 2);
         assert_eq!(err.name, "drop-odd");
+        assert_eq!(err.step, "2 (drop-odd)");
         assert_eq!(out, vec![rec("earlier")]);
         // The chain is usable after a failure.
         chain.apply(rec("ok"), &mut out).unwrap();
         assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn a_named_step_is_called_by_its_name() {
+        let mut chain = Chain::named(vec![
+            (None, Box::new(Duplicate)),
+            (Some("no-odd-amounts".into()), Box::new(DropOdd)),
+        ]);
+        let err = chain.apply(rec("bad"), &mut Vec::new()).unwrap_err();
+        assert_eq!(err.step, "no-odd-amounts");
+        assert_eq!(err.index, 2);
     }
 }

@@ -32,10 +32,10 @@ impl StepConfig<'_> {
         }
     }
 
-    /// Fails if the table has keys other than `type` and `allowed`.
+    /// Fails if the table has keys other than `type`, `name` and `allowed`.
     pub fn only(&self, allowed: &[&str]) -> Result<(), String> {
         for k in self.table.keys() {
-            if k != "type" && !allowed.contains(&k.as_str()) {
+            if k != "type" && k != "name" && !allowed.contains(&k.as_str()) {
                 return Err(format!(
                     "unknown key `{k}`; allowed: {}",
                     allowed.join(", ")
@@ -44,6 +44,36 @@ impl StepConfig<'_> {
         }
         Ok(())
     }
+}
+
+/// The optional `name` of a step's table: what metrics, logs and
+/// dead-letter headers call the step instead of `N (type)`.
+pub fn step_name(table: &serde_json::Map<String, Value>) -> Result<Option<String>, String> {
+    match table.get("name") {
+        None => Ok(None),
+        Some(Value::String(s)) if s == "produce" => {
+            Err("`name` cannot be `produce`: that names failures of the producer".into())
+        }
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err("`name` must not be empty".into()),
+        Some(other) => Err(format!("`name` must be a string, got {other}")),
+    }
+}
+
+/// The first step name used twice in `tables`: (its name, the two
+/// positions counting from 1). Unnamed steps never clash.
+pub fn duplicate_step_name(tables: &[Value]) -> Option<(String, usize, usize)> {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let Some(name) = t.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+            return Some((name.to_owned(), *first, i + 1));
+        }
+        seen.push((name, i + 1));
+    }
+    None
 }
 
 /// Builds one step from its configuration.
@@ -197,10 +227,61 @@ impl Registry {
                     self.names().join(", ")
                 )
             })?;
+            let name = step_name(table).map_err(|e| format!("transform[{n}] ({ty}): {e}"))?;
             let step = build(&StepConfig { table, formats })
                 .map_err(|e| format!("transform[{n}] ({ty}): {e}"))?;
-            steps.push(step);
+            steps.push((name, step));
         }
-        Ok(Chain::new(steps))
+        Ok(Chain::named(steps))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn table(v: Value) -> serde_json::Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn a_step_name_is_optional_and_must_be_a_non_empty_string() {
+        assert_eq!(step_name(&table(json!({"type": "map"}))), Ok(None));
+        assert_eq!(
+            step_name(&table(json!({"type": "map", "name": "cents"}))),
+            Ok(Some("cents".into()))
+        );
+        assert!(step_name(&table(json!({"name": " "}))).is_err());
+        assert!(step_name(&table(json!({"name": 3}))).is_err());
+        let e = step_name(&table(json!({"name": "produce"}))).unwrap_err();
+        assert!(e.contains("produce"), "{e}");
+    }
+
+    #[test]
+    fn a_duplicate_step_name_is_found_with_both_positions() {
+        let tables = vec![
+            json!({"type": "filter", "name": "a"}),
+            json!({"type": "map"}),
+            json!({"type": "map", "name": "b"}),
+            json!({"type": "key", "name": "a"}),
+        ];
+        assert_eq!(duplicate_step_name(&tables), Some(("a".into(), 1, 4)));
+        let unique = vec![json!({"type": "map"}), json!({"type": "map"})];
+        assert_eq!(duplicate_step_name(&unique), None);
+    }
+
+    #[test]
+    fn a_named_step_builds_and_is_called_by_its_name() {
+        let tables = vec![json!({"type": "filter", "name": "only-big", "expr": "error(\"no\")"})];
+        let mut chain = Registry::default()
+            .build(&tables, Format::Json, Format::Json)
+            .unwrap();
+        let record = crate::transform::Record {
+            value: Some(b"{}".to_vec()),
+            ..Default::default()
+        };
+        let err = chain.apply(record, &mut Vec::new()).unwrap_err();
+        assert_eq!(err.step, "only-big");
     }
 }
