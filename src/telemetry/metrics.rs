@@ -162,6 +162,7 @@ impl Metrics {
         for c in collectors {
             registry.register(c).expect("unique metric");
         }
+        super::identity::register(&registry);
         // Show both outcomes from the start, so a dashboard has a series to
         // plot before the first abort.
         transactions.with_label_values(&["committed"]);
@@ -290,6 +291,8 @@ mod tests {
             "exactly_rebalances_total{event=\"assigned\"} 1",
             "exactly_assigned_partitions 2",
             "exactly_consumer_lag{partition=\"1\",topic=\"orders\"} 7",
+            "exactly_build_info{librdkafka=\"",
+            "process_resident_memory_bytes ",
         ] {
             assert!(text.contains(name), "missing `{name}` in:\n{text}");
         }

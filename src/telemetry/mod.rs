@@ -3,6 +3,7 @@
 
 mod health;
 mod http;
+mod identity;
 mod logging;
 mod metrics;
 
