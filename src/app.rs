@@ -25,9 +25,13 @@ pub async fn run(settings: Settings, registry: Registry, shutdown: Shutdown) -> 
         "starting exactly"
     );
     let listen: SocketAddr = settings.http.listen.parse()?;
-    let stop = shutdown.clone();
+    // The server outlives a stop request: /metrics is served until the
+    // workers are done, so that a scrape during the stop (or right after a
+    // fatal error) still sees the last counts. It stops when `done` is
+    // sent or dropped, on every way out of this function.
+    let (done, finished) = tokio::sync::oneshot::channel::<()>();
     let http = serve(listen, metrics.clone(), health.clone(), async move {
-        stop.requested().await
+        let _ = finished.await;
     })
     .await?;
 
@@ -51,6 +55,7 @@ pub async fn run(settings: Settings, registry: Registry, shutdown: Shutdown) -> 
 
     let result = run_workers(&settings, &registry, &metrics, &health, &shutdown).await;
     shutdown.request();
+    let _ = done.send(());
     let _ = http.await;
     result
 }

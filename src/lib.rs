@@ -17,8 +17,8 @@
 //! - [`transform`]: the [`transform::Transform`] trait, the chain of steps and
 //!   the built-in steps.
 //! - [`lineage`]: the headers that tie each output to the input that made it.
-//! - [`telemetry`]: Prometheus metrics, health and readiness, the HTTP server,
-//!   logging.
+//! - [`telemetry`]: Prometheus metrics (build and process identity, the age
+//!   of uncommitted input), health and readiness, the HTTP server, logging.
 //! - [`verify`]: `exactly verify` — the exactly-once audit from lineage headers.
 //! - [`shutdown`]: the stop latch shared by signals, workers and the server.
 //! - [`app`]: `exactly run` — everything above wired together.

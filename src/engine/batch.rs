@@ -110,11 +110,7 @@ impl Batch {
         self.records += 1;
         self.bytes += bytes;
         self.outputs += outputs as u64;
-        if !self
-            .partitions
-            .iter()
-            .any(|(t, p)| *p == partition && t == topic)
-        {
+        if !self.has_partition(topic, partition) {
             self.partitions.push((topic.to_owned(), partition));
         }
     }
@@ -135,6 +131,18 @@ impl Batch {
     /// Input records in the open transaction.
     pub fn records(&self) -> usize {
         self.records
+    }
+
+    /// Input bytes (key + value) in the open transaction.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether the open transaction has consumed from `topic`/`partition`.
+    pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
+        self.partitions
+            .iter()
+            .any(|(t, p)| *p == partition && t == topic)
     }
 
     /// Output records in the open transaction.

@@ -13,10 +13,13 @@
 //! - [`recovery`]: telling a rival's fence from one of the worker's own
 //!   making, and bounding in-process recoveries.
 //! - [`errors`]: librdkafka error classes mapped to retry / abort / fatal.
+//! - [`fatal`]: the cause a worker's fatal error is tagged with, for the
+//!   metric of failures that end the process.
 
 pub mod batch;
 pub mod dead_letter;
 pub mod errors;
+pub mod fatal;
 pub mod offsets;
 pub mod quarantine;
 pub mod rebalance;
@@ -37,6 +40,7 @@ use crate::config::Settings;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Health, Metrics};
 use crate::transform::Registry;
+use fatal::{fatal, FatalCause};
 use worker::{run_worker, Finished, WorkerSpec};
 
 /// Starts `processing.workers` workers and waits for all of them. Returns
@@ -90,7 +94,10 @@ pub async fn run_workers(
                         drop(clients);
                     }
                     Err(_) => {
-                        let _ = tx.send(Err(anyhow!("worker {index} panicked")));
+                        let _ = tx.send(Err(fatal(
+                            FatalCause::Panic,
+                            anyhow!("worker {index} panicked"),
+                        )));
                     }
                 }
             })?;
@@ -120,10 +127,11 @@ pub async fn run_workers(
                         unfinished,
                         "workers still busy after the stop budget; exiting anyway"
                     );
-                    if unfinished > closing {
+                    if unfinished > closing && first_error.is_none() {
                         // Their final commit did not finish: what they
                         // consumed since their last commit is not committed.
-                        first_error.get_or_insert(anyhow!(
+                        metrics.fatal_error(FatalCause::FinalCommit.label());
+                        first_error = Some(anyhow!(
                             "{} worker(s) did not finish their final commit within processing.shutdown_timeout_ms",
                             unfinished - closing
                         ));
@@ -143,10 +151,16 @@ pub async fn run_workers(
         received += 1;
         received_ok += usize::from(result.is_ok());
         if let Err(e) = result {
-            tracing::error!(error = %format!("{e:#}"), "worker failed; stopping the others");
+            let cause = FatalCause::of(&e).label();
+            tracing::error!(error = %format!("{e:#}"), cause, "worker failed; stopping the others");
             health.set_failed();
             shutdown.request();
-            first_error.get_or_insert(e);
+            if first_error.is_none() {
+                // The failure the process exits with: counted once, while
+                // /metrics is still served (app.rs stops the server last).
+                metrics.fatal_error(cause);
+                first_error = Some(e);
+            }
         }
     }
     match first_error {

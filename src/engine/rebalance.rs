@@ -42,6 +42,9 @@ pub struct WorkerContext {
     rewind_needed: AtomicBool,
     /// A callback hit an error that ends the worker.
     fatal: Mutex<Option<TxnFailure>>,
+    /// The committed offsets of a new assignment could not be read: the
+    /// worker ends.
+    unreadable: Mutex<Option<String>>,
     /// Starting positions fixed for partitions assigned without a committed
     /// offset, until they are committed.
     starts: Mutex<Starts>,
@@ -81,6 +84,7 @@ impl WorkerContext {
             txn_open: AtomicBool::new(false),
             rewind_needed: AtomicBool::new(false),
             fatal: Mutex::new(None),
+            unreadable: Mutex::new(None),
             starts: Mutex::new(Starts::new()),
             lost_at: Mutex::new(None),
             committed: Mutex::new(HashMap::new()),
@@ -101,6 +105,12 @@ impl WorkerContext {
     /// An error a callback hit that ends the worker, if any.
     pub fn take_fatal(&self) -> Option<TxnFailure> {
         self.fatal.lock().expect("fatal lock").take()
+    }
+
+    /// Why the committed offsets of a new assignment could not be read, if
+    /// that happened.
+    pub fn take_unreadable_offsets(&self) -> Option<String> {
+        self.unreadable.lock().expect("unreadable lock").take()
     }
 
     /// How long transactional calls may still take: unbounded until a stop
@@ -124,6 +134,7 @@ impl WorkerContext {
         for e in offsets.elements() {
             if let Offset::Offset(o) = e.offset() {
                 committed.insert((e.topic().to_owned(), e.partition()), o);
+                self.metrics.input_committed(e.topic(), e.partition(), o);
             }
         }
     }
@@ -184,6 +195,9 @@ impl WorkerContext {
         };
         match result {
             Ok(()) => {
+                if self.output.guarantee() == Guarantee::AtLeastOnce && !lost {
+                    self.metrics.offsets_committed(self.index);
+                }
                 if self.output.guarantee() == Guarantee::ExactlyOnce || lost {
                     self.metrics.transaction_aborted();
                     tracing::info!(
@@ -256,11 +270,11 @@ impl WorkerContext {
         if let Err(e) = fixed {
             // Assigning without a fixed start would let librdkafka resolve
             // the reset policy on its own; the worker stops instead.
-            *self.fatal.lock().expect("fatal lock") = Some(TxnFailure::Fatal(format!(
+            *self.unreadable.lock().expect("unreadable lock") = Some(format!(
                 "cannot read the committed offsets of the new assignment: {e}"
-            )));
+            ));
         }
-        self.metrics.rebalance("assigned", tpl.count() as i64);
+        self.metrics.rebalance("assigned");
     }
 
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
@@ -276,7 +290,7 @@ impl WorkerContext {
             "partitions leaving this worker"
         );
         self.end_open_transaction(consumer, lost);
-        self.metrics.rebalance(event, -(tpl.count() as i64));
+        self.metrics.rebalance(event);
         let mut starts = self.starts.lock().expect("starts lock");
         for e in tpl.elements() {
             self.metrics.forget_partition(e.topic(), e.partition());
@@ -303,6 +317,9 @@ impl ClientContext for WorkerContext {
                 if let Some(l) = lag(p.ls_offset, p.app_offset, ours, p.committed_offset) {
                     self.metrics.consumer_lag(topic, *partition, l);
                 }
+                if let Some(n) = uncommitted(p.ls_offset, ours, p.committed_offset) {
+                    self.metrics.uncommitted_records(topic, *partition, n);
+                }
             }
         }
     }
@@ -319,6 +336,14 @@ fn lag(ls_offset: i64, position: i64, committed_here: Option<i64>, fetched: i64)
     } else {
         committed_here.unwrap_or(fetched)
     };
+    (ls_offset >= 0 && from >= 0).then(|| (ls_offset - from).max(0))
+}
+
+/// Records between the offset committed last (this worker's, or the one
+/// librdkafka fetched at assignment) and the last stable offset; `None`
+/// while either is unknown.
+fn uncommitted(ls_offset: i64, committed_here: Option<i64>, fetched: i64) -> Option<i64> {
+    let from = committed_here.unwrap_or(fetched);
     (ls_offset >= 0 && from >= 0).then(|| (ls_offset - from).max(0))
 }
 
@@ -345,7 +370,7 @@ impl ConsumerContext for WorkerContext {
                 other => {
                     let code: rdkafka::types::RDKafkaErrorCode = other.into();
                     tracing::warn!(worker = self.index, error = %code, "rebalance error; giving up the assignment");
-                    self.metrics.rebalance("error", 0);
+                    self.metrics.rebalance("error");
                     // The transaction consumed from partitions about to be
                     // dropped: end it as if they were lost.
                     self.end_open_transaction(consumer, true);
@@ -376,6 +401,9 @@ impl ConsumerContext for WorkerContext {
         let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
         let health = self.health.worker(self.index);
         health.set_assigned(assigned);
+        // The assignment itself, not a sum of this event's changes: nothing
+        // to drift when an event is missed or applied twice.
+        self.metrics.assignment(self.index, assigned);
         match err {
             // A member now, even with nothing assigned (more members than
             // partitions): librdkafka delivers empty assignments too.
@@ -392,7 +420,17 @@ impl ConsumerContext for WorkerContext {
 
 #[cfg(test)]
 mod tests {
-    use super::lag;
+    use super::{lag, uncommitted};
+
+    #[test]
+    fn uncommitted_counts_from_the_last_commit_not_the_position() {
+        assert_eq!(uncommitted(100, Some(60), 10), Some(40));
+        assert_eq!(uncommitted(100, None, 10), Some(90));
+        assert_eq!(uncommitted(100, Some(100), 10), Some(0));
+        // Nothing committed yet, or no last stable offset: unknown.
+        assert_eq!(uncommitted(100, None, -1001), None);
+        assert_eq!(uncommitted(-1, Some(5), 10), None);
+    }
 
     #[test]
     fn lag_counts_from_the_position_then_from_what_this_worker_committed() {

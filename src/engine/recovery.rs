@@ -24,6 +24,14 @@ pub const MAX_RECOVERIES: usize = 5;
 /// ... within this window; one more ends the worker.
 pub const RECOVERY_WINDOW: Duration = Duration::from_secs(600);
 
+/// Every [`Recoverable::kind`], for the metric's series to exist from the start.
+pub const CAUSES: [&str; 4] = [
+    "transaction_timed_out",
+    "session_expired",
+    "unanswered",
+    "init_timed_out",
+];
+
 /// An error the worker can recover from in-process by replacing its
 /// producer and consumer under the same ids.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,8 +45,9 @@ pub struct Recoverable {
 }
 
 impl Recoverable {
-    /// A recoverable error of `kind`.
+    /// A recoverable error of `kind`, one of [`CAUSES`].
     pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(CAUSES.contains(&kind), "unlisted recovery cause {kind}");
         Recoverable {
             kind,
             message: message.into(),

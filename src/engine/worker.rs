@@ -22,6 +22,7 @@ use rdkafka::Message;
 
 use super::batch::{Batch, BatchPolicy};
 use super::dead_letter;
+use super::fatal::{fatal, fatal_if, FatalCause};
 use super::offsets::{positions_to_commit, rewind, PositionError, ResetPolicy};
 use super::quarantine::{Culprit, Origins, Quarantine, DEAD_LETTER_FLAG};
 use super::rebalance::{WorkerContext, QUERY_TIMEOUT};
@@ -32,7 +33,7 @@ use crate::config::{FailurePolicy, Settings};
 use crate::kafka;
 use crate::lineage;
 use crate::shutdown::Shutdown;
-use crate::telemetry::{Health, Metrics};
+use crate::telemetry::{Committed, Health, Metrics};
 use crate::transform::{Chain, Header, Record, Registry};
 
 /// Poll timeout while no transaction is open: bounds how late a stop request
@@ -111,6 +112,7 @@ pub fn run_worker(spec: WorkerSpec) -> Finished {
         }
     };
     drop(consumer);
+    worker.metrics.worker_started(index);
     let result = worker.start().and_then(|()| worker.run());
     health.worker(index).set_producer_ready(false);
     health.worker(index).set_joined(false);
@@ -213,6 +215,8 @@ enum Refusal {
     Record(RecordFailure),
     /// Nothing to do with the record: the transaction ends this way.
     Txn(TxnFailure),
+    /// The principal may not write where the record goes: the worker ends.
+    NotAuthorized(String),
 }
 
 /// A record the chain or the producer could not handle.
@@ -322,7 +326,10 @@ impl Loop {
                     );
             return Err(match f {
                 TxnFailure::TimedOut(_) => Recoverable::new("init_timed_out", cause).into(),
-                _ => anyhow!(cause),
+                _ => fatal_if(
+                    FatalCause::of_producer(self.ctx().output.fatal_code()),
+                    anyhow!(cause),
+                ),
             });
         }
         self.spec.health.worker(index).set_producer_ready(true);
@@ -344,10 +351,15 @@ impl Loop {
                 return Err(error);
             };
             if self.shutdown.is_requested() {
-                return Err(error);
+                // Stopping: no recovery, and what was consumed since the
+                // last commit is not committed.
+                return Err(fatal(FatalCause::FinalCommit, error));
             }
             if let Err(exhausted) = self.recoveries.allow(Instant::now()) {
-                return Err(error.context(exhausted));
+                return Err(fatal(
+                    FatalCause::RecoveriesExhausted,
+                    error.context(exhausted),
+                ));
             }
             self.recover(&cause)?;
         }
@@ -395,10 +407,10 @@ impl Loop {
                     // The cluster is still unreachable: keep waiting, within
                     // the recovery bound.
                     if self.shutdown.is_requested() {
-                        return Err(e);
+                        return Err(fatal(FatalCause::FinalCommit, e));
                     }
                     if let Err(exhausted) = self.recoveries.allow(Instant::now()) {
-                        return Err(e.context(exhausted));
+                        return Err(fatal(FatalCause::RecoveriesExhausted, e.context(exhausted)));
                     }
                     tracing::warn!(worker = self.index, error = %format!("{e:#}"), "still cannot initialise; retrying");
                 }
@@ -422,6 +434,12 @@ impl Loop {
             // replace `self.consumer`.
             let consumer = self.consumer.clone();
             let polled = consumer.poll(timeout);
+            if let Some(cause) = self.ctx().take_unreadable_offsets() {
+                return Err(fatal(
+                    FatalCause::OffsetsUnreadable,
+                    anyhow!("worker {}: fatal Kafka error: {cause}", self.index),
+                ));
+            }
             if let Some(failure) = self.ctx().take_fatal() {
                 // A callback could not end the transaction (the partitions
                 // were moving): the same classes as the loop's own calls.
@@ -530,6 +548,12 @@ impl Loop {
         if !self.batch.is_open() {
             self.begin()?;
         }
+        if !self.batch.has_partition(topic, partition) {
+            // The first record of its partition in this transaction: the
+            // oldest input of the partition not yet committed.
+            let at = msg.timestamp().to_millis();
+            self.metrics.input_read(topic, partition, offset, at);
+        }
         let record = to_record(msg);
         let bytes = record.payload_len();
         if let Some(culprit) = suspect {
@@ -570,6 +594,13 @@ impl Loop {
                 return self.record_failed(msg, to_record(msg), bytes, failure)
             }
             Err(Refusal::Txn(f)) => return self.on_failure(f),
+            Err(Refusal::NotAuthorized(m)) => {
+                // A missing ACL, not a failed producer: nothing to recover.
+                return Err(fatal(
+                    FatalCause::NotAuthorized,
+                    anyhow!("worker {}: fatal Kafka error: {m}", self.index),
+                ));
+            }
         }
         let tag = self.origins.tag(topic, partition, offset);
         let output = &self.consumer.context().output;
@@ -633,10 +664,10 @@ impl Loop {
                     }))
                 }
                 Ok(TopicState::NotAuthorized) => {
-                    return Err(Refusal::Txn(TxnFailure::Fatal(format!(
+                    return Err(Refusal::NotAuthorized(format!(
                         "not authorized to write to output topic `{t}` (a route step chose it); \
                          grant this principal WRITE and DESCRIBE on it"
-                    ))))
+                    )))
                 }
                 // No authoritative answer: say nothing about the record.
                 Err(e) => return Err(Refusal::Txn(TxnFailure::Interrupted(e))),
@@ -674,7 +705,10 @@ impl Loop {
                 } else {
                     ""
                 };
-                Err(anyhow!("worker {}: {cause}{hint}", self.index))
+                Err(fatal(
+                    FatalCause::RecordFailed,
+                    anyhow!("worker {}: {cause}{hint}", self.index),
+                ))
             }
             FailurePolicy::Skip => {
                 tracing::warn!(worker = self.index, cause, "skipping the record");
@@ -692,11 +726,14 @@ impl Loop {
                     dead_letter::record(original, &dlq, (topic, partition, offset), &failure);
                 if record.wire_len() > self.max_message_bytes {
                     let _ = self.abort(&cause);
-                    return Err(anyhow!(
-                        "worker {}: {cause}; its dead-letter record ({} bytes) exceeds message.max.bytes = {} as well",
-                        self.index,
-                        record.wire_len(),
-                        self.max_message_bytes
+                    return Err(fatal(
+                        FatalCause::RecordFailed,
+                        anyhow!(
+                            "worker {}: {cause}; its dead-letter record ({} bytes) exceeds message.max.bytes = {} as well",
+                            self.index,
+                            record.wire_len(),
+                            self.max_message_bytes
+                        ),
                     ));
                 }
                 let tag = self.origins.tag(topic, partition, offset) | DEAD_LETTER_FLAG;
@@ -771,8 +808,14 @@ impl Loop {
                     .map(|t| t.elapsed())
                     .unwrap_or_default();
                 let commit_took = commit_started.elapsed();
-                self.metrics
-                    .transaction_committed(self.batch.outputs(), took, commit_took);
+                self.metrics.transaction_committed(&Committed {
+                    worker: self.index,
+                    input_records: self.batch.records(),
+                    input_bytes: self.batch.bytes(),
+                    outputs: self.batch.outputs(),
+                    took,
+                    commit_took,
+                });
                 for (topic, n) in self.batch.per_topic() {
                     self.metrics.output_records(topic, *n);
                 }
@@ -837,9 +880,12 @@ impl Loop {
                 if self.shutdown.is_requested() {
                     // Stopping: nothing is consumed again, so there is
                     // nothing to rewind; the stop did not commit.
-                    return Err(anyhow!(
-                        "worker {}: the open transaction was aborted while stopping: {cause}",
-                        self.index
+                    return Err(fatal(
+                        FatalCause::FinalCommit,
+                        anyhow!(
+                            "worker {}: the open transaction was aborted while stopping: {cause}",
+                            self.index
+                        ),
                     ));
                 }
                 let isolating = self.isolating.take();
@@ -868,11 +914,14 @@ impl Loop {
                     self.last_abort_cause = cause;
                 }
                 if self.aborts_in_a_row >= MAX_CONSECUTIVE_ABORTS && self.abort_every.is_none() {
-                    return Err(anyhow!(
-                        "worker {}: {} transactions in a row aborted on replay of the same input; last cause: {}",
-                        self.index,
-                        self.aborts_in_a_row,
-                        self.last_abort_cause
+                    return Err(fatal(
+                        FatalCause::AbortsInARow,
+                        anyhow!(
+                            "worker {}: {} transactions in a row aborted on replay of the same input; last cause: {}",
+                            self.index,
+                            self.aborts_in_a_row,
+                            self.last_abort_cause
+                        ),
                     ));
                 }
                 self.rewind()
@@ -926,7 +975,10 @@ impl Loop {
             )
             .into();
         }
-        anyhow!(message)
+        fatal_if(
+            FatalCause::of_producer(self.ctx().output.fatal_code()),
+            anyhow!(message),
+        )
     }
 
     fn rewind(&mut self) -> anyhow::Result<()> {
@@ -952,9 +1004,12 @@ impl Loop {
                     std::thread::sleep(REWIND_BACKOFF);
                 }
                 Err(e) => {
-                    return Err(anyhow!(
-                        "worker {}: cannot rewind to committed offsets: {e}",
-                        self.index
+                    return Err(fatal(
+                        FatalCause::RewindFailed,
+                        anyhow!(
+                            "worker {}: cannot rewind to committed offsets: {e}",
+                            self.index
+                        ),
                     ))
                 }
             }
@@ -974,7 +1029,8 @@ impl Loop {
             // A failed commit is an error here: `on_failure` aborts without
             // rewinding once a stop is requested.
             self.commit()
-                .context("the final commit on stop did not succeed")?;
+                .context("the final commit on stop did not succeed")
+                .map_err(|e| fatal(FatalCause::FinalCommit, e))?;
         }
         tracing::info!(
             worker = self.index,
@@ -1047,9 +1103,12 @@ impl Loop {
                 settings.input.topics.join(", Topic:")
             ),
         };
-        anyhow!(
-            "worker {}: {who} is not authorized: grant {grant} (consumer error: {e}; docs/security.md)",
-            self.index
+        fatal(
+            FatalCause::NotAuthorized,
+            anyhow!(
+                "worker {}: {who} is not authorized: grant {grant} (consumer error: {e}; docs/security.md)",
+                self.index
+            ),
         )
     }
 }
@@ -1065,7 +1124,15 @@ fn consumer_fatal(index: usize, code: RDKafkaErrorCode, seen: &str) -> anyhow::E
     } else {
         ""
     };
-    anyhow!("worker {index}: the consumer failed fatally ({code:?}: {code}; {seen}){hint}")
+    let cause = if code == RDKafkaErrorCode::FencedInstanceId {
+        FatalCause::FencedInstance
+    } else {
+        FatalCause::ConsumerFatal
+    };
+    fatal(
+        cause,
+        anyhow!("worker {index}: the consumer failed fatally ({code:?}: {code}; {seen}){hint}"),
+    )
 }
 
 /// Copies an input record into the chain's owned form.

@@ -1,12 +1,56 @@
 //! Prometheus metrics, updated through methods named after what happened,
 //! so the engine never handles metric names or labels.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+
+use super::input_age::InputAges;
+
+/// Buckets of `exactly_transaction_input_records`: powers of ten up to a
+/// million (`max_batch_records` is 100,000 by default).
+pub const INPUT_RECORD_BUCKETS: [f64; 7] =
+    [1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
+
+/// Buckets of `exactly_transaction_input_bytes`: 1 KiB × 4^n up to 64 MiB
+/// (`max_batch_bytes` is 16 MiB by default).
+pub fn input_byte_buckets() -> Vec<f64> {
+    (0..9).map(|n| 1024.0 * 4f64.powi(n)).collect()
+}
+
+/// What one committed transaction was made of.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The committing worker's index.
+    pub worker: usize,
+    /// Input records it consumed.
+    pub input_records: usize,
+    /// Input bytes (key + value) it consumed.
+    pub input_bytes: usize,
+    /// Outputs it committed.
+    pub outputs: u64,
+    /// From its first record to the end of its commit.
+    pub took: Duration,
+    /// The commit itself.
+    pub commit_took: Duration,
+}
+
+/// Unix time now, in seconds.
+fn unix_seconds() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Unix time now, in milliseconds.
+fn unix_millis() -> i64 {
+    (unix_seconds() * 1000.0) as i64
+}
 
 /// All metrics of one process; cheap to clone (each field is a shared handle).
 #[derive(Clone)]
@@ -27,6 +71,15 @@ pub struct Metrics {
     skipped: IntCounter,
     output_records: IntCounterVec,
     recoveries: IntCounterVec,
+    fatal_errors: IntCounterVec,
+    last_commit: GaugeVec,
+    input_records: Histogram,
+    input_bytes: Histogram,
+    consumer_lag_seconds: GaugeVec,
+    /// Partitions assigned to each worker; the gauge is their sum, set under
+    /// this lock so that two workers' rebalances cannot interleave.
+    assigned: Arc<Mutex<BTreeMap<usize, usize>>>,
+    input_ages: Arc<Mutex<InputAges>>,
 }
 
 impl Default for Metrics {
@@ -142,7 +195,52 @@ impl Metrics {
             &["cause"],
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let fatal_errors = IntCounterVec::new(
+            Opts::new(
+                "exactly_fatal_errors_total",
+                "Worker failures that ended the process (exit 1), by cause",
+            ),
+            &["cause"],
+        )
+        .expect("valid metric");
+        let last_commit = GaugeVec::new(
+            Opts::new(
+                "exactly_last_commit_timestamp_seconds",
+                "Unix time of the worker's last committed transaction (at_least_once: offset commit); its start time until the first",
+            ),
+            &["worker"],
+        )
+        .expect("valid metric");
+        let input_records = Histogram::with_opts(
+            HistogramOpts::new(
+                "exactly_transaction_input_records",
+                "Input records per committed transaction",
+            )
+            .buckets(INPUT_RECORD_BUCKETS.to_vec()),
+        )
+        .expect("valid metric");
+        let input_bytes = Histogram::with_opts(
+            HistogramOpts::new(
+                "exactly_transaction_input_bytes",
+                "Input bytes (key + value) per committed transaction",
+            )
+            .buckets(input_byte_buckets()),
+        )
+        .expect("valid metric");
+        let consumer_lag_seconds = GaugeVec::new(
+            Opts::new(
+                "exactly_consumer_lag_seconds",
+                "Age of the oldest input not yet committed, per assigned input partition (0 when all is committed)",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+            Box::new(fatal_errors.clone()),
+            Box::new(last_commit.clone()),
+            Box::new(input_records.clone()),
+            Box::new(input_bytes.clone()),
+            Box::new(consumer_lag_seconds.clone()),
             Box::new(recoveries.clone()),
             Box::new(transform_errors.clone()),
             Box::new(dead_letters.clone()),
@@ -167,6 +265,13 @@ impl Metrics {
         // plot before the first abort.
         transactions.with_label_values(&["committed"]);
         transactions.with_label_values(&["aborted"]);
+        // Every cause from the start: `increase()` needs the 0 before the 1.
+        for cause in crate::engine::fatal::FatalCause::ALL {
+            fatal_errors.with_label_values(&[cause.label()]);
+        }
+        for cause in crate::engine::recovery::CAUSES {
+            recoveries.with_label_values(&[cause]);
+        }
         Metrics {
             registry,
             records_consumed,
@@ -184,7 +289,74 @@ impl Metrics {
             skipped,
             output_records,
             recoveries,
+            fatal_errors,
+            last_commit,
+            input_records,
+            input_bytes,
+            consumer_lag_seconds,
+            assigned: Arc::default(),
+            input_ages: Arc::default(),
         }
+    }
+
+    /// Worker `worker` started: until its first commit, its last commit
+    /// counts from now, so that the time since the last commit never
+    /// exceeds the uptime. It holds no partitions yet.
+    pub fn worker_started(&self, worker: usize) {
+        self.last_commit
+            .with_label_values(&[&worker.to_string()])
+            .set(unix_seconds());
+        self.assignment(worker, 0);
+    }
+
+    /// A worker failure ends the process, for `cause`.
+    pub fn fatal_error(&self, cause: &str) {
+        self.fatal_errors.with_label_values(&[cause]).inc();
+    }
+
+    /// Worker `worker` committed offsets outside a transaction (at_least_once,
+    /// before its partitions moved).
+    pub fn offsets_committed(&self, worker: usize) {
+        self.last_commit
+            .with_label_values(&[&worker.to_string()])
+            .set(unix_seconds());
+    }
+
+    /// Worker `worker` holds `partitions` input partitions after a rebalance.
+    pub fn assignment(&self, worker: usize, partitions: usize) {
+        let mut assigned = self.assigned.lock().expect("assigned lock");
+        assigned.insert(worker, partitions);
+        self.assigned_partitions
+            .set(assigned.values().sum::<usize>() as i64);
+    }
+
+    /// The first record of `topic`/`partition` in a transaction was read: the
+    /// oldest input of the partition not yet committed.
+    pub fn input_read(&self, topic: &str, partition: i32, offset: i64, timestamp_ms: Option<i64>) {
+        self.input_ages.lock().expect("input ages lock").read(
+            topic,
+            partition,
+            offset,
+            timestamp_ms,
+            unix_millis(),
+        );
+    }
+
+    /// A transaction committed `offset` (the next to read) of a partition.
+    pub fn input_committed(&self, topic: &str, partition: i32, offset: i64) {
+        self.input_ages
+            .lock()
+            .expect("input ages lock")
+            .committed(topic, partition, offset);
+    }
+
+    /// librdkafka's statistics: `records` between the committed offset and
+    /// the last stable offset of a partition.
+    pub fn uncommitted_records(&self, topic: &str, partition: i32, records: i64) {
+        self.input_ages
+            .lock()
+            .expect("input ages lock")
+            .uncommitted(topic, partition, records, unix_millis());
     }
 
     /// A worker recovered in-process from a fence of its own making.
@@ -219,12 +391,17 @@ impl Metrics {
         self.records_consumed.inc();
     }
 
-    /// A transaction committed with `records` outputs after `took`.
-    pub fn transaction_committed(&self, records: u64, took: Duration, commit: Duration) {
-        self.records_produced.inc_by(records);
+    /// A transaction committed.
+    pub fn transaction_committed(&self, c: &Committed) {
+        self.records_produced.inc_by(c.outputs);
         self.transactions.with_label_values(&["committed"]).inc();
-        self.transaction_duration.observe(took.as_secs_f64());
-        self.commit_duration.observe(commit.as_secs_f64());
+        self.transaction_duration.observe(c.took.as_secs_f64());
+        self.commit_duration.observe(c.commit_took.as_secs_f64());
+        self.input_records.observe(c.input_records as f64);
+        self.input_bytes.observe(c.input_bytes as f64);
+        self.last_commit
+            .with_label_values(&[&c.worker.to_string()])
+            .set(unix_seconds());
     }
 
     /// A transaction was aborted; its outputs are invisible to read_committed readers.
@@ -237,11 +414,9 @@ impl Metrics {
         self.rewinds.inc();
     }
 
-    /// A rebalance event (`assigned`, `revoked`, `lost`, `error`) changed the
-    /// assignment by `partitions_delta`.
-    pub fn rebalance(&self, event: &str, partitions_delta: i64) {
+    /// A rebalance event: `assigned`, `revoked`, `lost`, `error`.
+    pub fn rebalance(&self, event: &str) {
         self.rebalances.with_label_values(&[event]).inc();
-        self.assigned_partitions.add(partitions_delta);
     }
 
     /// librdkafka's statistics reported the lag of one partition.
@@ -253,13 +428,29 @@ impl Metrics {
 
     /// A partition left this process; its lag is no longer ours to report.
     pub fn forget_partition(&self, topic: &str, partition: i32) {
+        let partition_label = partition.to_string();
         let _ = self
             .consumer_lag
-            .remove_label_values(&[topic, &partition.to_string()]);
+            .remove_label_values(&[topic, &partition_label]);
+        // Under the ages' lock: a scrape cannot bring the series back.
+        let mut ages = self.input_ages.lock().expect("input ages lock");
+        ages.forget(topic, partition);
+        let _ = self
+            .consumer_lag_seconds
+            .remove_label_values(&[topic, &partition_label]);
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The Prometheus text exposition of every metric. Input ages are
+    /// computed here, at the scrape.
     pub fn render(&self) -> String {
+        {
+            let ages = self.input_ages.lock().expect("input ages lock");
+            for (topic, partition, seconds) in ages.ages(unix_millis()) {
+                self.consumer_lag_seconds
+                    .with_label_values(&[topic, &partition.to_string()])
+                    .set(seconds);
+            }
+        }
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)
@@ -269,40 +460,4 @@ impl Metrics {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rendered_text_names_every_required_metric() {
-        let m = Metrics::new();
-        m.record_consumed();
-        m.transaction_committed(3, Duration::from_millis(20), Duration::from_millis(4));
-        m.transaction_aborted();
-        m.rebalance("assigned", 2);
-        m.consumer_lag("orders", 1, 7);
-        let text = m.render();
-        for name in [
-            "exactly_records_consumed_total 1",
-            "exactly_records_produced_total 3",
-            "exactly_transactions_total{outcome=\"committed\"} 1",
-            "exactly_transactions_total{outcome=\"aborted\"} 1",
-            "exactly_transaction_duration_seconds_count 1",
-            "exactly_commit_duration_seconds_count 1",
-            "exactly_rebalances_total{event=\"assigned\"} 1",
-            "exactly_assigned_partitions 2",
-            "exactly_consumer_lag{partition=\"1\",topic=\"orders\"} 7",
-            "exactly_build_info{librdkafka=\"",
-            "process_resident_memory_bytes ",
-        ] {
-            assert!(text.contains(name), "missing `{name}` in:\n{text}");
-        }
-    }
-
-    #[test]
-    fn a_forgotten_partition_has_no_lag_series() {
-        let m = Metrics::new();
-        m.consumer_lag("orders", 1, 7);
-        m.forget_partition("orders", 1);
-        assert!(!m.render().contains("exactly_consumer_lag{"));
-    }
-}
+mod tests;
