@@ -58,11 +58,14 @@ impl InputAges {
     }
 
     /// A transaction committed `offset` (the next offset to read): every
-    /// record before it is committed.
+    /// record before it is committed. When that passes the first record
+    /// read, what is left uncommitted came later: the sight of lag from
+    /// before the commit no longer bounds its age, the next statistics do.
     pub fn committed(&mut self, topic: &str, partition: i32, offset: i64) {
         if let Some(p) = self.partitions.get_mut(&(topic.to_owned(), partition)) {
             if p.first.is_some_and(|(o, _)| o < offset) {
                 p.first = None;
+                p.behind_since = None;
             }
         }
     }
@@ -151,6 +154,20 @@ mod tests {
         assert_eq!(age(&a, 22_000), vec![0.0]);
         a.uncommitted("t", 0, 2, 30_000);
         assert_eq!(age(&a, 31_000), vec![1.0]);
+    }
+
+    #[test]
+    fn under_steady_load_a_commit_does_not_bring_back_an_old_sight_of_lag() {
+        let mut a = InputAges::default();
+        // The statistics always find records past the commit.
+        a.uncommitted("t", 0, 50, 1_000);
+        a.read("t", 0, 0, Some(60_000), 60_000);
+        a.uncommitted("t", 0, 50, 61_000);
+        a.committed("t", 0, 10);
+        // Between the commit and the next record: not 61 s.
+        assert_eq!(age(&a, 62_000), vec![0.0]);
+        a.uncommitted("t", 0, 50, 63_000);
+        assert_eq!(age(&a, 64_000), vec![1.0]);
     }
 
     #[test]
