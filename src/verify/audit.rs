@@ -250,7 +250,8 @@ impl Audit {
                 let i = self.out_partitions.len();
                 self.out_partitions
                     .push((out_topic.to_owned(), out_partition));
-                self.out_index.insert((out_topic.to_owned(), out_partition), i);
+                self.out_index
+                    .insert((out_topic.to_owned(), out_partition), i);
                 i
             }
         };
