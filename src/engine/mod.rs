@@ -69,8 +69,8 @@ pub async fn run_workers(
                 let finished =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_worker(spec)));
                 match finished {
-                    // A graceful stop closes the consumer (leaving the group)
-                    // before it reports.
+                    // A graceful stop closes the consumer (a dynamic member leaves
+                    // the group then; a static one keeps its place) before it reports.
                     Ok(Finished {
                         result: Ok(()),
                         clients,
