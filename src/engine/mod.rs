@@ -7,6 +7,8 @@
 //! - [`dead_letter`]: the record a failed input becomes in the dead-letter topic.
 //! - [`offsets`]: positions to commit, and rewinding to committed offsets.
 //! - [`quarantine`]: inputs whose outputs failed for good, kept from looping.
+//! - [`redelivery`]: drops a record the consumer hands over a second time
+//!   without a rewind (a librdkafka pause racing a poll).
 //! - [`topics`]: which routed output topics exist, on the broker's word only.
 //! - [`retired`]: fencing the transactional ids of workers this replica no
 //!   longer runs.
@@ -21,6 +23,7 @@ pub mod offsets;
 pub mod quarantine;
 pub mod rebalance;
 pub mod recovery;
+pub mod redelivery;
 pub mod retired;
 pub mod topics;
 pub mod transaction;

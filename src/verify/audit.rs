@@ -149,7 +149,7 @@ impl Position {
     }
 
     fn unpack(at: u64) -> Option<(usize, i64)> {
-        (at != UNKNOWN_AT).then(|| ((at >> 48) as usize, (at & ((1 << 48) - 1)) as i64))
+        (at != UNKNOWN_AT).then_some(((at >> 48) as usize, (at & ((1 << 48) - 1)) as i64))
     }
 }
 
