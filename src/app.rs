@@ -87,7 +87,7 @@ pub fn install_signal_handlers(shutdown: Shutdown) {
             seen += 1;
             if seen == 1 {
                 tracing::info!(
-                    "stop requested: finishing the open transaction and leaving the group"
+                    "stop requested: committing the open transaction and closing the clients"
                 );
                 shutdown.request();
             } else {

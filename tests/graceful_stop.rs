@@ -1,5 +1,7 @@
-//! SIGTERM with a transaction open: the daemon commits it, leaves the group
-//! and exits 0 within 10 s; what it consumed is committed exactly once.
+//! SIGTERM with a transaction open: the daemon commits it, closes its
+//! clients (a static member keeps its place in the group until its session
+//! times out) and exits 0 within 10 s; what it consumed is committed exactly
+//! once.
 
 mod support;
 

@@ -7,6 +7,8 @@
 //! - [`dead_letter`]: the record a failed input becomes in the dead-letter topic.
 //! - [`offsets`]: positions to commit, and rewinding to committed offsets.
 //! - [`quarantine`]: inputs whose outputs failed for good, kept from looping.
+//! - [`redelivery`]: drops a record the consumer hands over a second time
+//!   without a rewind (a librdkafka pause racing a poll).
 //! - [`topics`]: which routed output topics exist, on the broker's word only.
 //! - [`retired`]: fencing the transactional ids of workers this replica no
 //!   longer runs.
@@ -24,6 +26,7 @@ pub mod offsets;
 pub mod quarantine;
 pub mod rebalance;
 pub mod recovery;
+pub mod redelivery;
 pub mod retired;
 pub mod topics;
 pub mod transaction;
@@ -73,8 +76,8 @@ pub async fn run_workers(
                 let finished =
                     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_worker(spec)));
                 match finished {
-                    // A graceful stop closes the consumer (leaving the group)
-                    // before it reports.
+                    // A graceful stop closes the consumer (a dynamic member leaves
+                    // the group then; a static one keeps its place) before it reports.
                     Ok(Finished {
                         result: Ok(()),
                         clients,

@@ -124,16 +124,16 @@ pub fn resolve_start<C: ConsumerContext>(
 /// partition with none yet, to the start this worker fixed for it
 /// (`starts`). librdkafka discards records it fetched ahead of the new
 /// position, so nothing read before the rewind is returned after it.
-/// Returns the number of partitions rewound.
+/// Returns the offsets sought to.
 pub fn rewind<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     starts: &Starts,
     reset: ResetPolicy,
     timeout: Duration,
-) -> KafkaResult<usize> {
+) -> KafkaResult<TopicPartitionList> {
     let assignment = consumer.assignment()?;
     if assignment.count() == 0 {
-        return Ok(0);
+        return Ok(assignment);
     }
     let committed = committed(consumer, assignment, timeout)?;
     let mut targets = TopicPartitionList::with_capacity(committed.count());
@@ -156,7 +156,7 @@ pub fn rewind<C: ConsumerContext>(
         };
         targets.add_partition_offset(elem.topic(), elem.partition(), offset)?;
     }
-    let result = consumer.seek_partitions(targets, timeout)?;
+    let result = consumer.seek_partitions(targets.clone(), timeout)?;
     for elem in result.elements() {
         if let Err(e) = elem.error() {
             return Err(KafkaError::Seek(format!(
@@ -166,7 +166,7 @@ pub fn rewind<C: ConsumerContext>(
             )));
         }
     }
-    Ok(result.count())
+    Ok(targets)
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
 
 use super::offsets::{committed, resolve_start, ResetPolicy, Starts};
+use super::redelivery::NextOffsets;
 use super::transaction::{Output, TxnFailure};
 use crate::config::Guarantee;
 use crate::shutdown::Shutdown;
@@ -56,6 +57,9 @@ pub struct WorkerContext {
     /// here. librdkafka's own `committed_offset` is the one it fetched at
     /// assignment; transactional commits never update it.
     committed: Mutex<HashMap<(String, i32), i64>>,
+    /// Where each partition must go on; a record below it was handed over
+    /// already (see `redelivery`).
+    next: Mutex<NextOffsets>,
     /// Replaced by new clients (an in-process recovery): the closing
     /// consumer's callbacks must not touch the transaction, the health or
     /// the metrics that the new clients now own.
@@ -88,6 +92,7 @@ impl WorkerContext {
             starts: Mutex::new(Starts::new()),
             lost_at: Mutex::new(None),
             committed: Mutex::new(HashMap::new()),
+            next: Mutex::new(NextOffsets::default()),
             retired: AtomicBool::new(false),
         }
     }
@@ -137,6 +142,23 @@ impl WorkerContext {
                 self.metrics.input_committed(e.topic(), e.partition(), o);
             }
         }
+    }
+
+    /// Whether the polled record at `offset` is new, not one handed over
+    /// again after a pause (see `redelivery`); a new one moves the mark.
+    pub fn admit(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        self.next
+            .lock()
+            .expect("next offsets lock")
+            .admit(topic, partition, offset)
+    }
+
+    /// A rewind sought the assigned partitions to `targets`.
+    pub fn rewound(&self, targets: &TopicPartitionList) {
+        self.next
+            .lock()
+            .expect("next offsets lock")
+            .rewound(targets);
     }
 
     /// When the assignment was last lost.
@@ -274,6 +296,7 @@ impl WorkerContext {
                 "cannot read the committed offsets of the new assignment: {e}"
             ));
         }
+        self.next.lock().expect("next offsets lock").forget(tpl);
         self.metrics.rebalance("assigned");
     }
 
@@ -290,6 +313,7 @@ impl WorkerContext {
             "partitions leaving this worker"
         );
         self.end_open_transaction(consumer, lost);
+        self.next.lock().expect("next offsets lock").forget(tpl);
         self.metrics.rebalance(event);
         let mut starts = self.starts.lock().expect("starts lock");
         for e in tpl.elements() {
@@ -375,6 +399,7 @@ impl ConsumerContext for WorkerContext {
                     // dropped: end it as if they were lost.
                     self.end_open_transaction(consumer, true);
                     self.starts.lock().expect("starts lock").clear();
+                    self.next.lock().expect("next offsets lock").clear();
                 }
             }
         }

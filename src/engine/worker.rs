@@ -18,7 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::ThreadedProducer;
-use rdkafka::Message;
+use rdkafka::{Message, TopicPartitionList};
 
 use super::batch::{Batch, BatchPolicy};
 use super::dead_letter;
@@ -67,6 +67,17 @@ pub struct WorkerSpec {
 /// its records, exactly where a crash before commit would leave it.
 fn injected_abort_every() -> Option<u64> {
     std::env::var("EXACTLY_TEST_ABORT_EVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+}
+
+/// Failure injection for tests: after every Nth committed transaction, seek
+/// each partition it committed back by one record, so that the consumer
+/// hands the last committed record over again without a rewind — what a
+/// librdkafka pause racing a poll does (see `redelivery`).
+fn injected_redeliver_every() -> Option<u64> {
+    std::env::var("EXACTLY_TEST_REDELIVER_EVERY")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
@@ -180,6 +191,9 @@ struct Loop {
     last_abort_cause: String,
     abort_every: Option<u64>,
     transactions: u64,
+    /// Test injection: hand the last committed records over again every
+    /// Nth commit (`EXACTLY_TEST_REDELIVER_EVERY`).
+    redeliver_every: Option<u64>,
     lineage: bool,
     on_failure_policy: FailurePolicy,
     dead_letter_topic: Option<String>,
@@ -265,6 +279,7 @@ impl Loop {
             aborts_in_a_row: 0,
             last_abort_cause: String::new(),
             abort_every: injected_abort_every(),
+            redeliver_every: injected_redeliver_every(),
             transactions: 0,
             lineage: settings.output.lineage,
             on_failure_policy: settings.dead_letter.effective_policy(),
@@ -517,8 +532,21 @@ impl Loop {
 
     /// Processes one input record inside the open transaction.
     fn process(&mut self, msg: &BorrowedMessage<'_>) -> anyhow::Result<()> {
-        self.metrics.record_consumed();
         let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        if !self.ctx().admit(topic, partition, offset) {
+            // Handed over before, after a pause raced the poll that took it
+            // (see `redelivery`): processing it again would duplicate it.
+            self.metrics.redelivered();
+            tracing::debug!(
+                worker = self.index,
+                topic,
+                partition,
+                offset,
+                "dropped a record the consumer handed over a second time"
+            );
+            return Ok(());
+        }
+        self.metrics.record_consumed();
         let suspect = self.quarantine.get(topic, partition, offset);
         if let Some(culprit) = &suspect {
             tracing::info!(
@@ -833,9 +861,35 @@ impl Loop {
                     self.quarantine.release(&innocent);
                 }
                 self.aborts_in_a_row = 0;
+                if self
+                    .redeliver_every
+                    .is_some_and(|n| self.transactions.is_multiple_of(n))
+                {
+                    self.redeliver(&offsets);
+                }
                 Ok(())
             }
             Err(f) => self.on_failure(f),
+        }
+    }
+
+    /// Test injection: seeks each partition of `committed` one record back,
+    /// without a rewind, as a librdkafka pause racing a poll leaves it.
+    fn redeliver(&self, committed: &TopicPartitionList) {
+        let mut back = TopicPartitionList::new();
+        for e in committed.elements() {
+            if let rdkafka::Offset::Offset(o) = e.offset() {
+                if o > 0 {
+                    let _ = back.add_partition_offset(
+                        e.topic(),
+                        e.partition(),
+                        rdkafka::Offset::Offset(o - 1),
+                    );
+                }
+            }
+        }
+        if let Err(e) = self.consumer.seek_partitions(back, QUERY_TIMEOUT) {
+            tracing::warn!(worker = self.index, error = %e, "injected redelivery: seek failed");
         }
     }
 
@@ -986,12 +1040,13 @@ impl Loop {
         loop {
             let starts = self.ctx().starts();
             match rewind(&self.consumer, &starts, self.reset, QUERY_TIMEOUT) {
-                Ok(n) => {
+                Ok(targets) => {
+                    self.ctx().rewound(&targets);
                     self.rewinds += 1;
                     self.metrics.rewound();
                     tracing::info!(
                         worker = self.index,
-                        partitions = n,
+                        partitions = targets.count(),
                         "rewound to committed offsets"
                     );
                     return Ok(());

@@ -65,6 +65,7 @@ pub struct Metrics {
     assigned_partitions: IntGauge,
     consumer_lag: IntGaugeVec,
     rewinds: IntCounter,
+    redelivered: IntCounter,
     transform_errors: IntCounterVec,
     dead_letters: IntCounter,
     filtered: IntCounter,
@@ -156,6 +157,11 @@ impl Metrics {
             "Times the assigned partitions were rewound to their committed offsets after an abort",
         )
         .expect("valid metric");
+        let redelivered = IntCounter::new(
+            "exactly_redelivered_records_total",
+            "Records the consumer handed over a second time without a rewind (a librdkafka pause racing a poll during a rebalance); dropped, not processed twice",
+        )
+        .expect("valid metric");
         let transform_errors = IntCounterVec::new(
             Opts::new(
                 "exactly_transform_errors_total",
@@ -235,7 +241,8 @@ impl Metrics {
             &["topic", "partition"],
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 21] = [
+            Box::new(redelivered.clone()),
             Box::new(fatal_errors.clone()),
             Box::new(last_commit.clone()),
             Box::new(input_records.clone()),
@@ -283,6 +290,7 @@ impl Metrics {
             assigned_partitions,
             consumer_lag,
             rewinds,
+            redelivered,
             transform_errors,
             dead_letters,
             filtered,
@@ -412,6 +420,11 @@ impl Metrics {
     /// Assigned partitions went back to their committed offsets.
     pub fn rewound(&self) {
         self.rewinds.inc();
+    }
+
+    /// A record handed over a second time was dropped.
+    pub fn redelivered(&self) {
+        self.redelivered.inc();
     }
 
     /// A rebalance event: `assigned`, `revoked`, `lost`, `error`.

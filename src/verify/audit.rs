@@ -149,7 +149,7 @@ impl Position {
     }
 
     fn unpack(at: u64) -> Option<(usize, i64)> {
-        (at != UNKNOWN_AT).then(|| ((at >> 48) as usize, (at & ((1 << 48) - 1)) as i64))
+        (at != UNKNOWN_AT).then_some(((at >> 48) as usize, (at & ((1 << 48) - 1)) as i64))
     }
 }
 
@@ -250,7 +250,8 @@ impl Audit {
                 let i = self.out_partitions.len();
                 self.out_partitions
                     .push((out_topic.to_owned(), out_partition));
-                self.out_index.insert((out_topic.to_owned(), out_partition), i);
+                self.out_index
+                    .insert((out_topic.to_owned(), out_partition), i);
                 i
             }
         };
