@@ -34,6 +34,13 @@ pub async fn run(settings: Settings, registry: Registry, shutdown: Shutdown) -> 
         let _ = finished.await;
     })
     .await?;
+    // While the server outlives the stop request, readiness must not:
+    // a stopping replica takes no new work.
+    let (stop, stopping) = (shutdown.clone(), health.clone());
+    tokio::spawn(async move {
+        stop.requested().await;
+        stopping.set_stopping();
+    });
 
     let check = settings.clone();
     let timeout = Duration::from_millis(settings.kafka.startup_timeout_ms);

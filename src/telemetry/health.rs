@@ -41,6 +41,7 @@ impl WorkerHealth {
 pub struct Health {
     workers: Arc<Vec<WorkerHealth>>,
     failed: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Health {
@@ -49,6 +50,7 @@ impl Health {
         Health {
             workers: Arc::new((0..workers).map(|_| WorkerHealth::default()).collect()),
             failed: Arc::new(AtomicBool::new(false)),
+            stopping: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -62,9 +64,17 @@ impl Health {
         self.failed.store(true, Ordering::Release);
     }
 
-    /// `/readyz`: producers initialised, group joined, no fatal error.
+    /// A stop was requested: the process finishes its transactions and
+    /// exits. `/metrics` is still served meanwhile; `/readyz` is not ready.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// `/readyz`: producers initialised, group joined, no fatal error, no
+    /// stop requested.
     pub fn is_ready(&self) -> bool {
         !self.failed.load(Ordering::Acquire)
+            && !self.stopping.load(Ordering::Acquire)
             && self.workers.iter().all(|w| {
                 w.producer_ready.load(Ordering::Acquire) && w.joined.load(Ordering::Acquire)
             })
@@ -103,5 +113,15 @@ mod tests {
         h.worker(1).set_joined(true);
         h.set_failed();
         assert!(!h.is_ready(), "a fatal error ends readiness for good");
+    }
+
+    #[test]
+    fn a_stopping_process_is_not_ready() {
+        let h = Health::new(1);
+        h.worker(0).set_producer_ready(true);
+        h.worker(0).set_joined(true);
+        assert!(h.is_ready());
+        h.set_stopping();
+        assert!(!h.is_ready());
     }
 }
