@@ -491,6 +491,40 @@ if os.path.isfile("deploy/compose/podman.yml"):
 check("deploy" not in proc or "replicas" not in (proc.get("deploy") or {}),
       "processor replica count is left to --scale")
 
+# The optional monitoring profile: Prometheus and Grafana start only with
+# `--profile monitoring`, mount the shipped rules, scrape config and
+# provisioning, and the scrape job's name matches the rules' selector.
+for name in ("prometheus", "grafana"):
+    svc = services.get(name, {})
+    check(svc.get("profiles") == ["monitoring"], f"{name} runs only under the monitoring profile",
+          repr(svc.get("profiles")))
+    for vol in svc.get("volumes") or []:
+        src = str(vol).split(":", 1)[0]
+        check(os.path.exists(src), f"{name} mounts {src}, which exists")
+prom_mounts = {str(v).split(":")[1]: str(v).split(":")[0]
+               for v in services.get("prometheus", {}).get("volumes") or []}
+if check("/etc/prometheus/prometheus.yml" in prom_mounts, "prometheus mounts its configuration"):
+    pcfg = yaml.safe_load(read(prom_mounts["/etc/prometheus/prometheus.yml"]))
+    check(all(r in prom_mounts and prom_mounts[r].endswith("deploy/prometheus/exactly-rules.yaml")
+              for r in pcfg.get("rule_files", [])) and pcfg.get("rule_files"),
+          "prometheus loads deploy/prometheus/exactly-rules.yaml")
+    jobs = pcfg.get("scrape_configs", [])
+    check(any("exactly" in j.get("job_name", "") and
+              any("processor" in sd.get("names", []) and sd.get("port") == 9464
+                  for sd in j.get("dns_sd_configs", []))
+              for j in jobs),
+          "prometheus scrapes every processor replica on 9464 under a job named *exactly*")
+graf_mounts = {str(v).split(":")[1]: str(v).split(":")[0]
+               for v in services.get("grafana", {}).get("volumes") or []}
+check(graf_mounts.get("/etc/grafana/provisioning/datasources", "").endswith("deploy/grafana/provisioning/datasources")
+      and graf_mounts.get("/etc/grafana/provisioning/dashboards", "").endswith("deploy/grafana/provisioning/dashboards"),
+      "grafana is provisioned from deploy/grafana/provisioning")
+dash_path = (yaml.safe_load(read("deploy/grafana/provisioning/dashboards/exactly.yaml"))
+             ["providers"][0]["options"]["path"])
+check(any(m.startswith(dash_path + "/") and src.endswith("exactly-dashboard.json")
+          for m, src in graf_mounts.items()),
+      f"grafana finds the dashboard JSON in the provider's path {dash_path}")
+
 # ---------------------------------------------------------------------------
 section("deploy/kubernetes (structure)")
 kdir = "deploy/kubernetes"
