@@ -8,8 +8,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# cmake builds librdkafka; openssl makes the secured broker's certificates.
-for tool in cargo java mvn python3 cmake openssl; do
+# cmake builds librdkafka; openssl makes the secured broker's certificates;
+# tests/prometheus_live.rs runs a real Prometheus (Debian: apt-get install
+# prometheus; .ci/run installs it).
+for tool in cargo java mvn python3 cmake openssl prometheus; do
   command -v "$tool" >/dev/null || { echo "test.sh: $tool is required" >&2; exit 1; }
 done
 
