@@ -124,13 +124,30 @@ fn shipped_alerts_fire_on_a_frozen_a_stuck_and_a_poisoned_daemon_and_not_on_a_he
     // producing its records (the test hook EXACTLY_TEST_ABORT_EVERY=1, which
     // also keeps "five aborts in a row" from ending the process), and each
     // abort rewinds to the committed offset. With 5 records per transaction
-    // its position never gets past the first few of 500 waiting records, so
-    // its lag stays about 500 while no commit happens.
+    // its position never gets far past the committed offset while 500
+    // records wait behind it.
+    //
+    // First a normal replica under the same identity commits 100 records,
+    // as a replica that worked before it got stuck: its partition then has
+    // a committed offset, which librdkafka fetches at assignment and the
+    // lag gauge counts from while a rewind has reset the position. (Without
+    // one, and without a commit of its own, a replica reports lag only when
+    // librdkafka's statistics happen to fall between a read and the next
+    // rewind: one run of this test saw no `exactly_consumer_lag` series in
+    // 5 minutes.)
+    let stuck_txid = unique("t");
+    produce(&stuck.input, &input_records(100, 5));
+    let mut before = Daemon::run_to_end(&DaemonConfig::new(
+        &stuck.group,
+        &stuck.input,
+        &stuck.output,
+        &stuck_txid,
+    ));
+    assert!(before.terminate().0.success());
+    drop(before);
     produce(&stuck.input, &input_records(500, 5));
-    let mut stuck_cfg = DaemonConfig::new(&stuck.group, &stuck.input, &stuck.output, &unique("t"));
+    let mut stuck_cfg = DaemonConfig::new(&stuck.group, &stuck.input, &stuck.output, &stuck_txid);
     stuck_cfg.max_batch_records = 5;
-    // One transaction a second is enough to be stuck; more only burns CPU.
-    stuck_cfg.commit_interval_ms = 1_000;
     stuck_cfg.extra_env = vec![("EXACTLY_TEST_ABORT_EVERY".into(), "1".into())];
     let stuck_started = unix_seconds();
     let mut stuck_d = start(&stuck_cfg);
@@ -183,6 +200,7 @@ fn shipped_alerts_fire_on_a_frozen_a_stuck_and_a_poisoned_daemon_and_not_on_a_he
         ],
         &rules,
     );
+    let prom_ready = unix_seconds();
     let t = Instant::now();
     wait_for("every job scraped", t, ALERT_WAIT, || {
         prom.value(r#"count(up{job=~".*exactly.*"} == 1)"#) == Some(3.0)
@@ -360,8 +378,8 @@ fn shipped_alerts_fire_on_a_frozen_a_stuck_and_a_poisoned_daemon_and_not_on_a_he
     let nc_firing = unix_seconds() - stuck_started;
     let firing_after_commit = unix_seconds() - last_commit;
     let (committed, end) = committed_and_end(&stuck.group, &stuck.input);
-    assert_eq!(committed, 0, "the stuck replica committed input");
-    assert_eq!(end, 500);
+    assert_eq!(committed, 100, "the stuck replica committed input");
+    assert_eq!(end, 600);
     let lag = prom
         .value(r#"sum(exactly_consumer_lag{job="exactly-stuck"})"#)
         .expect("the stuck replica's lag");
@@ -370,6 +388,24 @@ fn shipped_alerts_fire_on_a_frozen_a_stuck_and_a_poisoned_daemon_and_not_on_a_he
         "stuck (every transaction aborts, lag {lag}): ExactlyNoCommitWhileLagging pending \
          {pending_after_commit:.1} s after the last commit ({nc_pending:.1} s after the daemon \
          started), firing {firing_after_commit:.1} s after it ({nc_firing:.1} s after the start)"
+    );
+    // The same replica aborts one transaction a second from before the
+    // first scrape: ExactlyAbortRateHigh needs more than 10 aborts in its
+    // window, then its `for`. When it went pending and firing, read from
+    // Prometheus' own ALERTS series, counted from Prometheus' start.
+    let first = |state: &str| {
+        prom.value(&format!(
+            "min_over_time(timestamp(ALERTS{{alertname=\"ExactlyAbortRateHigh\", \
+             job=\"exactly-stuck\", alertstate=\"{state}\"}})[30m:1s])"
+        ))
+        .map(|ts| ts - prom_ready)
+        .unwrap_or_else(|| panic!("ExactlyAbortRateHigh never {state} for exactly-stuck"))
+    };
+    let (abort_pending, abort_firing) = (first("pending"), first("firing"));
+    assert!(abort_pending < abort_firing);
+    eprintln!(
+        "stuck: ExactlyAbortRateHigh pending {abort_pending:.1} s, firing {abort_firing:.1} s \
+         after Prometheus started (for: {SHORT_FOR})"
     );
 
     // --- every query of the dashboard runs on this Prometheus
