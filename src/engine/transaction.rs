@@ -79,6 +79,15 @@ impl TxnFailure {
     pub fn is_abortable(&self) -> bool {
         matches!(self, TxnFailure::Abortable(_) | TxnFailure::Interrupted(_))
     }
+
+    /// Whether a graceful stop whose final commit ended this way, once
+    /// aborted, is still clean (exit 0). Only a rebalance racing the commit
+    /// is: the revoke would have aborted the same records a moment earlier,
+    /// and their next owner processes them. Any other failure means the
+    /// stop did not do what it was asked to.
+    pub fn leaves_a_stop_clean(&self) -> bool {
+        matches!(self, TxnFailure::Interrupted(_))
+    }
 }
 
 /// How long the transactional calls may still take: unbounded (each call
@@ -536,6 +545,23 @@ mod tests {
             TxnFailure::of("commit_transaction", &other),
             TxnFailure::Abortable(_)
         ));
+    }
+
+    #[test]
+    fn only_a_rebalance_racing_the_final_commit_leaves_a_stop_clean() {
+        let rebalance = TxnFailure::of(
+            "send_offsets_to_transaction",
+            &KafkaError::ConsumerCommit(RDKafkaErrorCode::IllegalGeneration),
+        );
+        assert!(rebalance.leaves_a_stop_clean());
+        for other in [
+            TxnFailure::Abortable("delivery failed".into()),
+            TxnFailure::TimedOut("no answer".into()),
+            TxnFailure::Fatal("fenced".into()),
+            TxnFailure::MemberFenced("rival".into()),
+        ] {
+            assert!(!other.leaves_a_stop_clean(), "{other:?}");
+        }
     }
 
     #[test]

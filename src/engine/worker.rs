@@ -918,6 +918,7 @@ impl Loop {
     /// Abortable failures abort and rewind; fatal ones end the worker.
     fn on_failure(&mut self, failure: TxnFailure) -> anyhow::Result<()> {
         let counts = matches!(failure, TxnFailure::Abortable(_));
+        let stop_stays_clean = failure.leaves_a_stop_clean();
         match failure {
             TxnFailure::Fatal(m) => Err(self.producer_failed(&m, false)),
             TxnFailure::TimedOut(m) => {
@@ -933,7 +934,20 @@ impl Loop {
                 self.abort(&cause)?;
                 if self.shutdown.is_requested() {
                     // Stopping: nothing is consumed again, so there is
-                    // nothing to rewind; the stop did not commit.
+                    // nothing to rewind.
+                    if stop_stays_clean {
+                        // A rebalance took the partitions while the final
+                        // commit ran: had it come a moment earlier, the
+                        // revoke would have aborted the same records. Their
+                        // next owner processes them; the stop is clean.
+                        tracing::info!(
+                            worker = self.index,
+                            cause,
+                            "stopping: a rebalance interrupted the final commit; its records go to the partitions' next owner"
+                        );
+                        return Ok(());
+                    }
+                    // Anything else: the stop did not commit.
                     return Err(fatal(
                         FatalCause::FinalCommit,
                         anyhow!(
