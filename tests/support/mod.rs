@@ -749,7 +749,8 @@ pub fn keep_daemon_logs(dir: &Path) {
     *KEPT_LOGS.lock().unwrap() = Some(dir.to_owned());
 }
 
-fn free_port() -> u16 {
+/// A loopback port free at the time of the call.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

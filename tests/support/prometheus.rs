@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::free_port;
+
 /// One scrape job: its name and its targets (`host:port`).
 pub struct Job {
     pub name: String,
@@ -85,14 +87,6 @@ pub fn rules_with_short_for(src: &Path, dst: &Path, short: &str) -> usize {
     }
     std::fs::write(dst, out).expect("write the rules copy");
     changed
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Percent-encodes a query parameter (everything but RFC 3986's unreserved
