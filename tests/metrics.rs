@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use support::*;
@@ -171,4 +172,71 @@ expr = "."
         .find(|l| l.contains("worker failed; stopping the others"))
         .unwrap_or_else(|| panic!("no worker failure in:\n{log}"));
     assert!(failed.contains("record_failed"), "{failed}");
+}
+
+/// The partitions whose `exactly_consumer_lag` series `body` holds.
+fn lag_partitions(body: &str, topic: &str) -> BTreeSet<i32> {
+    let prefix = "exactly_consumer_lag{partition=\"".to_string();
+    let topic_label = format!("topic=\"{topic}\"");
+    body.lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(&topic_label))
+        .filter_map(|l| l[prefix.len()..].split('"').next()?.parse().ok())
+        .collect()
+}
+
+/// How many statistics reports the daemon has logged.
+fn statistics_reports(d: &Daemon) -> usize {
+    d.log_text()
+        .matches("statistics: lag reported for the held partitions")
+        .count()
+}
+
+/// librdkafka's statistics go on listing a partition after it moved to
+/// another member; the old owner must not report it (its lag would freeze
+/// there, and the lag-in-seconds alert would fire on a healthy group).
+#[test]
+fn a_partition_that_moved_is_reported_by_its_new_owner_only() {
+    let p = Pipeline::create("metrics-moved", 4, 1);
+    let feeder = produce_paced(&p.input, input_records(6_000, 16), 200);
+    let mut a = Daemon::start(&DaemonConfig::new(
+        &p.group,
+        &p.input,
+        &p.output,
+        &unique("txn-a"),
+    ));
+    a.wait_ready();
+    wait_until("replica a reports the lag of all four partitions", || {
+        a.assert_alive();
+        lag_partitions(&scrape(&a), &p.input).len() == 4
+    });
+
+    let mut b = Daemon::start(&DaemonConfig::new(
+        &p.group,
+        &p.input,
+        &p.output,
+        &unique("txn-b"),
+    ));
+    b.wait_ready();
+    let held = |d: &Daemon| value(&scrape(d), "exactly_assigned_partitions");
+    wait_until("the group splits the four partitions two and two", || {
+        a.assert_alive();
+        b.assert_alive();
+        held(&a) == Some(2.0) && held(&b) == Some(2.0)
+    });
+    // Two statistics reports of each replica after the split: any stale
+    // series would be back by then.
+    let (from_a, from_b) = (statistics_reports(&a), statistics_reports(&b));
+    wait_until("two more statistics reports from each replica", || {
+        statistics_reports(&a) >= from_a + 2 && statistics_reports(&b) >= from_b + 2
+    });
+    let (of_a, of_b) = (
+        lag_partitions(&scrape(&a), &p.input),
+        lag_partitions(&scrape(&b), &p.input),
+    );
+    assert!(
+        of_a.len() == 2 && of_b.len() == 2 && of_a.is_disjoint(&of_b),
+        "replica a reports {of_a:?}, b {of_b:?}"
+    );
+    assert_eq!(held(&a), Some(2.0), "the split held");
+    feeder.join().unwrap();
 }

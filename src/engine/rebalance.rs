@@ -4,7 +4,7 @@
 //! ours, and a new partition's starting position is fixed here before any
 //! of its records is fetched.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,6 +24,34 @@ use crate::telemetry::{Health, Metrics};
 /// Time allowed for reading committed offsets, resolving a reset policy and
 /// seeking.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a new assignment may wait for its committed offsets (a
+/// coordinator moving or loading) before the worker gives up.
+const START_BUDGET: Duration = Duration::from_secs(60);
+
+/// The pause between two reads of a new assignment's committed offsets.
+const START_BACKOFF: Duration = Duration::from_millis(500);
+
+/// Calls `attempt` (with its number, from 1) until it succeeds, `stop()`
+/// says to give up, or the next try would start after `budget`; sleeps
+/// `backoff` between tries. The last error is returned.
+fn retry_within<T, E>(
+    budget: Duration,
+    backoff: Duration,
+    mut stop: impl FnMut() -> bool,
+    mut attempt: impl FnMut(u32) -> Result<T, E>,
+) -> Result<T, E> {
+    let start = Instant::now();
+    let mut n = 1;
+    loop {
+        let result = attempt(n);
+        if result.is_ok() || stop() || start.elapsed() + backoff > budget {
+            return result;
+        }
+        std::thread::sleep(backoff);
+        n += 1;
+    }
+}
 
 /// The consumer's context: owns the worker's [`Output`] so that a revoke can
 /// end the open transaction before the partitions move.
@@ -60,6 +88,11 @@ pub struct WorkerContext {
     /// Where each partition must go on; a record below it was handed over
     /// already (see `redelivery`).
     next: Mutex<NextOffsets>,
+    /// The partitions this worker holds now, as the consumer's assignment
+    /// says after each rebalance event. librdkafka's statistics go on
+    /// listing a partition for a while after it moved; its lag is then the
+    /// new owner's to report, not ours.
+    held: Mutex<HashSet<(String, i32)>>,
     /// Replaced by new clients (an in-process recovery): the closing
     /// consumer's callbacks must not touch the transaction, the health or
     /// the metrics that the new clients now own.
@@ -93,6 +126,7 @@ impl WorkerContext {
             lost_at: Mutex::new(None),
             committed: Mutex::new(HashMap::new()),
             next: Mutex::new(NextOffsets::default()),
+            held: Mutex::new(HashSet::new()),
             retired: AtomicBool::new(false),
         }
     }
@@ -282,13 +316,22 @@ impl WorkerContext {
             partitions = tpl.count(),
             "partitions assigned"
         );
-        let mut fixed = Err(rdkafka::error::KafkaError::Canceled);
-        for _ in 0..3 {
-            fixed = self.fix_starts(consumer, tpl);
-            if fixed.is_ok() {
-                break;
-            }
-        }
+        // A coordinator that moved or is loading answers NOT_COORDINATOR or
+        // COORDINATOR_LOAD_IN_PROGRESS for a while (after a broker restart,
+        // or a broker that fenced itself): wait for it within a budget
+        // rather than end the worker at the first refusal.
+        let fixed = retry_within(
+            START_BUDGET,
+            START_BACKOFF,
+            || self.shutdown.is_requested(),
+            |attempt| {
+                let r = self.fix_starts(consumer, tpl);
+                if let Err(e) = &r {
+                    tracing::warn!(worker = self.index, attempt, error = %e, "cannot read the committed offsets of the new assignment yet; retrying");
+                }
+                r
+            },
+        );
         if let Err(e) = fixed {
             // Assigning without a fixed start would let librdkafka resolve
             // the reset policy on its own; the worker stops instead.
@@ -315,10 +358,19 @@ impl WorkerContext {
         self.end_open_transaction(consumer, lost);
         self.next.lock().expect("next offsets lock").forget(tpl);
         self.metrics.rebalance(event);
+        let mut held = self.held.lock().expect("held lock");
         let mut starts = self.starts.lock().expect("starts lock");
+        let mut committed = self.committed.lock().expect("committed lock");
         for e in tpl.elements() {
+            // Out of the held set before the series go, so that a
+            // statistics report in between cannot bring them back.
+            let tp = (e.topic().to_owned(), e.partition());
+            held.remove(&tp);
+            // Should the partition come back, its next owner will have
+            // committed past what this worker did.
+            committed.remove(&tp);
             self.metrics.forget_partition(e.topic(), e.partition());
-            starts.remove(&(e.topic().to_owned(), e.partition()));
+            starts.remove(&tp);
         }
     }
 }
@@ -331,11 +383,14 @@ impl ClientContext for WorkerContext {
         // librdkafka's own `consumer_lag` counts from the offset the
         // *consumer* committed; ours commit through the producer's
         // transaction, so it would never shrink.
+        let held = self.held.lock().expect("held lock");
         let committed = self.committed.lock().expect("committed lock");
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
-                if *partition < 0 {
-                    continue; // librdkafka's internal UA partition
+                if !held.contains(&(topic.clone(), *partition)) {
+                    // librdkafka's internal UA partition (-1), or one that
+                    // moved to another member.
+                    continue;
                 }
                 let ours = committed.get(&(topic.clone(), *partition)).copied();
                 if let Some(l) = lag(p.ls_offset, p.app_offset, ours, p.committed_offset) {
@@ -346,6 +401,11 @@ impl ClientContext for WorkerContext {
                 }
             }
         }
+        tracing::debug!(
+            worker = self.index,
+            partitions = held.len(),
+            "statistics: lag reported for the held partitions"
+        );
     }
 }
 
@@ -400,6 +460,9 @@ impl ConsumerContext for WorkerContext {
                     self.end_open_transaction(consumer, true);
                     self.starts.lock().expect("starts lock").clear();
                     self.next.lock().expect("next offsets lock").clear();
+                    for (topic, partition) in self.held.lock().expect("held lock").drain() {
+                        self.metrics.forget_partition(&topic, partition);
+                    }
                 }
             }
         }
@@ -423,7 +486,15 @@ impl ConsumerContext for WorkerContext {
         if let Err(e) = applied {
             tracing::warn!(worker = self.index, error = %e, "applying the rebalance failed");
         }
-        let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        let assignment = consumer.assignment().ok();
+        let assigned = assignment.as_ref().map(|a| a.count()).unwrap_or(0);
+        if let Some(a) = &assignment {
+            *self.held.lock().expect("held lock") = a
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+        }
         let health = self.health.worker(self.index);
         health.set_assigned(assigned);
         // The assignment itself, not a sum of this event's changes: nothing
@@ -445,7 +516,55 @@ impl ConsumerContext for WorkerContext {
 
 #[cfg(test)]
 mod tests {
-    use super::{lag, uncommitted};
+    use std::time::Duration;
+
+    use super::{lag, retry_within, uncommitted};
+
+    #[test]
+    fn a_refusal_is_retried_until_an_answer_comes() {
+        let mut calls = 0;
+        let r: Result<u32, &str> = retry_within(
+            Duration::from_secs(60),
+            Duration::ZERO,
+            || false,
+            |n| {
+                calls += 1;
+                if n < 5 {
+                    Err("NOT_COORDINATOR")
+                } else {
+                    Ok(n)
+                }
+            },
+        );
+        assert_eq!(r, Ok(5));
+        assert_eq!(calls, 5);
+    }
+
+    #[test]
+    fn retries_end_with_the_last_error_when_the_budget_is_spent_or_a_stop_comes() {
+        let spent: Result<(), String> = retry_within(
+            Duration::from_millis(30),
+            Duration::from_millis(10),
+            || false,
+            |n| Err(format!("refusal {n}")),
+        );
+        let last = spent.unwrap_err();
+        assert!(last.starts_with("refusal "), "{last}");
+        assert_ne!(last, "refusal 1", "the budget allowed more than one try");
+
+        let mut calls = 0;
+        let stopped: Result<(), &str> = retry_within(
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+            || true,
+            |_| {
+                calls += 1;
+                Err("NOT_COORDINATOR")
+            },
+        );
+        assert_eq!(stopped, Err("NOT_COORDINATOR"));
+        assert_eq!(calls, 1, "a stop request ends the retries at once");
+    }
 
     #[test]
     fn uncommitted_counts_from_the_last_commit_not_the_position() {
