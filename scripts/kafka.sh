@@ -77,7 +77,11 @@ launch() {
   : >"$dir/logs/server.log"
   # setsid: the broker must not die with the shell that started it, and must
   # not receive the terminal's signals; we stop it by pid.
+  # GC pauses go to logs/gc.log: a broker that stalls for seconds (a
+  # session timing out, the controller fencing its own broker) is told apart
+  # from a long collection there.
   setsid java -Xms256m -Xmx1g -XX:+UseG1GC \
+    -Xlog:gc:file="$dir/logs/gc.log":time,uptime,level,tags \
     -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
     -Dkafka.logs.dir="$dir/logs" \
     -cp "$home/*" kafka.Kafka "$dir/server.properties" \

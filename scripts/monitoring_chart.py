@@ -13,6 +13,7 @@ back under one second.
 
 import argparse
 import json
+import math
 import statistics
 import urllib.parse
 import urllib.request
@@ -117,11 +118,21 @@ def main():
     # Chart.
     fig, axes = plt.subplots(4, 1, figsize=(10, 11), sharex=True)
 
+    def gapped(points):
+        # A replica that is down has no samples: break its line there
+        # instead of drawing its last value across the gap.
+        out = []
+        for p in points:
+            if out and p[0] - out[-1][0] > 2:
+                out.append((out[-1][0] + 1, math.nan))
+            out.append(p)
+        return out
+
     def xs(points):
-        return [t - t0 for t, _ in points]
+        return [t - t0 for t, _ in gapped(points)]
 
     def ys(points, scale=1.0):
-        return [v * scale for _, v in points]
+        return [v * scale for _, v in gapped(points)]
 
     ax = axes[0]
     ax.axhline(args.rate, color="0.6", linestyle=":", label="offered")
