@@ -7,6 +7,7 @@
 #                           -> bench/RESULTS.md and bench/results.png
 #   bench/run.sh --quick    a small input and one run, debug build, to keep the harness
 #                           working -> bench/out/RESULTS-quick.md (figures meaningless)
+#   bench/run.sh --out DIR  results.json and the report go to DIR instead
 # Other arguments go to bench/harness.py (see its --help).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,9 +26,22 @@ python=$(bench/peers/quix/setup.sh)
 if ! "$python" -c 'import matplotlib' 2>/dev/null; then
   "$python" -m pip install -q --disable-pip-version-check -r bench/requirements.txt >&2
 fi
+# The harness writes results.json into --out DIR (bench/out by default); the
+# report is read from there, and written there too when --out was given.
+out=""
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case "${args[i]}" in
+    --out) out=${args[i + 1]:-} ;;
+    --out=*) out=${args[i]#--out=} ;;
+  esac
+done
 "$python" bench/harness.py --kstreams-jar "$jar" --quix-python "$python" "$@"
+results=${out:-bench/out}/results.json
 if [[ " $* " == *" --quick "* ]]; then
-  "$python" bench/report.py bench/out/results.json --md bench/out/RESULTS-quick.md --png bench/out/results-quick.png
+  "$python" bench/report.py "$results" --md "${out:-bench/out}/RESULTS-quick.md" --png "${out:-bench/out}/results-quick.png"
+elif [ -n "$out" ]; then
+  "$python" bench/report.py "$results" --md "$out/RESULTS.md" --png "$out/results.png"
 else
-  "$python" bench/report.py bench/out/results.json
+  "$python" bench/report.py "$results"
 fi
