@@ -99,8 +99,21 @@ pub fn install_signal_handlers(shutdown: Shutdown) {
                 shutdown.request();
             } else {
                 tracing::warn!("second stop signal: exiting now");
-                std::process::exit(130);
+                exit_now(130);
             }
         }
     });
+}
+
+/// Ends the process with `code` without running the exit handlers, for
+/// when librdkafka clients may still be running: OpenSSL's exit-time
+/// cleanup under their threads crashes the process (see
+/// [`crate::engine::exit_handlers_are_safe`]).
+pub fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process at once; no Rust state is observed
+    // after it.
+    unsafe { libc::_exit(code) }
 }

@@ -308,14 +308,18 @@ pub fn main_with(registry: Registry) -> ExitCode {
             };
             telemetry::init_logging(&settings.log);
             let result = runtime.block_on(app::run(settings, registry, shutdown));
-            match result {
-                Ok(()) => ExitCode::SUCCESS,
+            let code: u8 = match result {
+                Ok(()) => 0,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "exactly stopped with an error");
                     crate::secrets::eprint_line(&format!("error: {e:#}"));
-                    ExitCode::FAILURE
+                    1
                 }
+            };
+            if !crate::engine::exit_handlers_are_safe() {
+                app::exit_now(i32::from(code));
             }
+            ExitCode::from(code)
         }
     }
 }
