@@ -264,14 +264,27 @@ impl fmt::Display for Guarantee {
     }
 }
 
+/// The least time between two commit starts when a transaction closes
+/// because nothing more is ready: at most 20 transactions a second per
+/// worker, twice the fixed cadence's, whatever the load. Chosen with
+/// `bench/run.sh --sweep` (docs/tuning.md).
+pub const DEFAULT_MIN_COMMIT_INTERVAL_MS: u64 = 50;
+
 /// `[processing]`: the guarantee and when a transaction closes.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessingSettings {
     /// `exactly_once` (default) or `at_least_once`.
     pub guarantee: Guarantee,
-    /// A transaction closes this long after it began ...
+    /// A transaction closes at the latest this long after the previous
+    /// commit started ...
     pub commit_interval_ms: u64,
+    /// ... and, under exactly-once, as soon as nothing more is ready to
+    /// consume, but no sooner than this long after the previous commit
+    /// started (equal to `commit_interval_ms`: a fixed cadence). Unset:
+    /// [`DEFAULT_MIN_COMMIT_INTERVAL_MS`], or `commit_interval_ms` if lower.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_commit_interval_ms: Option<u64>,
     /// ... or once it holds this many input records ...
     pub max_batch_records: usize,
     /// ... or this many bytes of input (key + value), whichever comes first.
@@ -289,11 +302,22 @@ impl Default for ProcessingSettings {
         ProcessingSettings {
             guarantee: Guarantee::ExactlyOnce,
             commit_interval_ms: 100,
+            min_commit_interval_ms: None,
             max_batch_records: 100_000,
             max_batch_bytes: 16 * 1024 * 1024,
             workers: 1,
             shutdown_timeout_ms: 8_000,
         }
+    }
+}
+
+impl ProcessingSettings {
+    /// `min_commit_interval_ms` as it applies: its default when unset,
+    /// never above `commit_interval_ms`.
+    pub fn effective_min_commit_interval_ms(&self) -> u64 {
+        self.min_commit_interval_ms
+            .unwrap_or(DEFAULT_MIN_COMMIT_INTERVAL_MS)
+            .min(self.commit_interval_ms)
     }
 }
 
@@ -607,6 +631,19 @@ impl Settings {
         let p = &self.processing;
         positive("kafka.startup_timeout_ms", self.kafka.startup_timeout_ms)?;
         positive("processing.commit_interval_ms", p.commit_interval_ms)?;
+        if let Some(min) = p
+            .min_commit_interval_ms
+            .filter(|m| *m > p.commit_interval_ms)
+        {
+            return Err(invalid(
+                "processing.min_commit_interval_ms",
+                format!(
+                    "{min} ms is above processing.commit_interval_ms ({} ms): the least time \
+                     between commits cannot exceed the most; set both equal for a fixed cadence",
+                    p.commit_interval_ms
+                ),
+            ));
+        }
         positive("processing.max_batch_records", p.max_batch_records as u64)?;
         positive("processing.max_batch_bytes", p.max_batch_bytes as u64)?;
         positive("processing.shutdown_timeout_ms", p.shutdown_timeout_ms)?;

@@ -28,7 +28,7 @@ fn a_stop_whose_final_commit_cannot_finish_exits_non_zero_within_the_budget() {
     produce(&input_topic, &input);
 
     let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
-    cfg.commit_interval_ms = 60_000;
+    cfg.fixed_cadence(60_000);
     cfg.max_batch_records = 1_000_000;
     cfg.extra_env = vec![
         (
@@ -65,7 +65,7 @@ fn a_stop_whose_final_commit_cannot_finish_exits_non_zero_within_the_budget() {
 
     // Nothing is lost: the restarted replica fences the unfinished
     // transaction and processes the input again, once.
-    cfg.commit_interval_ms = 100;
+    cfg.fixed_cadence(100);
     let mut restarted = Daemon::start(&cfg);
     wait_caught_up(&group, &input_topic, &mut [&mut restarted]);
     let a = audit(&input, &read_all(&output_topic, "read_committed"));

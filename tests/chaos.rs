@@ -96,6 +96,7 @@ impl Fleet {
             output: self.cfg.output.clone(),
             guarantee: self.cfg.guarantee,
             commit_interval_ms: self.cfg.commit_interval_ms,
+            min_commit_interval_ms: self.cfg.min_commit_interval_ms,
             max_batch_records: self.cfg.max_batch_records,
             extra_toml: self.cfg.extra_toml.clone(),
             extra_env: self.cfg.extra_env.clone(),

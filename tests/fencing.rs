@@ -177,7 +177,7 @@ fn a_transaction_that_outlives_its_timeout_recovers_in_process_without_exiting()
     let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
     // One long transaction (9 s, under the default 10 s timeout) takes the
     // whole input.
-    cfg.commit_interval_ms = 9_000;
+    cfg.fixed_cadence(9_000);
     cfg.max_batch_records = 1_000_000;
     // The group keeps the member through the pause: only the producer side
     // is fenced.

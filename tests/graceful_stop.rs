@@ -21,7 +21,7 @@ fn sigterm_commits_the_open_transaction_and_exits_0_within_10_s() {
 
     let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
     // A long transaction: the stop surely finds one open.
-    cfg.commit_interval_ms = 60_000;
+    cfg.fixed_cadence(60_000);
     cfg.max_batch_records = 1_000_000;
     // A transaction may not outlive its timeout (check refuses the
     // interval otherwise).

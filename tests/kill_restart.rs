@@ -37,7 +37,7 @@ fn kill_and_restart(
 
     let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, &unique("txn"));
     cfg.guarantee = guarantee;
-    cfg.commit_interval_ms = commit_interval_ms;
+    cfg.fixed_cadence(commit_interval_ms);
     cfg.max_batch_records = max_batch;
     let mut first = Daemon::start(&cfg);
     first.wait_ready();

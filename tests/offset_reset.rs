@@ -24,7 +24,7 @@ fn with_latest_a_replica_joining_during_the_first_transaction_skips_nothing() {
         let mut cfg = DaemonConfig::new(&group, &input_topic, &output_topic, txn);
         // The group's first transaction is long: the second replica joins
         // while it is open, so it is aborted before anything is committed.
-        cfg.commit_interval_ms = 5_000;
+        cfg.fixed_cadence(5_000);
         cfg.max_batch_records = 1_000_000;
         cfg.extra_env = vec![(
             "EXACTLY__KAFKA__CONSUMER__AUTO_OFFSET_RESET".into(),

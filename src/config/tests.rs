@@ -619,3 +619,31 @@ fn a_step_name_used_twice_is_refused_naming_both_steps() {
     let distinct = text.replacen("name = \"checks\"", "name = \"first\"", 1);
     assert!(Settings::parse(&distinct, no_env()).is_ok());
 }
+
+#[test]
+fn the_least_commit_interval_defaults_to_50_ms_and_never_exceeds_the_most() {
+    let s = Settings::parse(MINIMAL, no_env()).unwrap();
+    assert_eq!(s.processing.min_commit_interval_ms, None);
+    assert_eq!(s.processing.effective_min_commit_interval_ms(), 50);
+    // A commit interval below the default minimum lowers it.
+    let fast = MINIMAL.replace("commit_interval_ms = 100", "commit_interval_ms = 20");
+    let s = Settings::parse(&fast, no_env()).unwrap();
+    assert_eq!(s.processing.effective_min_commit_interval_ms(), 20);
+    // Equal to the interval: a fixed cadence, from the environment too.
+    let s = Settings::parse(
+        MINIMAL,
+        env(&[("EXACTLY__PROCESSING__MIN_COMMIT_INTERVAL_MS", "100")]),
+    )
+    .unwrap();
+    assert_eq!(s.processing.effective_min_commit_interval_ms(), 100);
+    // Above it: refused, naming both.
+    let (key, msg) = err_of(
+        MINIMAL,
+        env(&[("EXACTLY__PROCESSING__MIN_COMMIT_INTERVAL_MS", "101")]),
+    );
+    assert_eq!(key, "processing.min_commit_interval_ms");
+    assert!(
+        msg.contains("101 ms") && msg.contains("processing.commit_interval_ms (100 ms)"),
+        "{msg}"
+    );
+}

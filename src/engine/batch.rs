@@ -1,19 +1,29 @@
 //! When a transaction closes: after `max_batch_records` input records,
-//! `max_batch_bytes` of input, or at its deadline — whichever comes first.
+//! `max_batch_bytes` of input, at its deadline, or — under exactly-once —
+//! as soon as nothing more is ready to consume, whichever comes first.
 //!
-//! Commits keep a cadence: a transaction's deadline is `commit_interval_ms`
-//! after the previous commit *started* (or after the transaction opened, for
-//! the first one). A record that arrives while a commit runs therefore waits
-//! at most one interval for the next commit to start, not an interval plus
-//! the commit's own duration. As in Kafka Streams, a transaction that opens
-//! more than an interval after the last commit (after an idle spell) is due
-//! at once.
+//! Closing when the consumer has nothing more in hand is what keeps latency
+//! low at light load: a record no longer waits for a clock, only for the
+//! commit in progress (commits are synchronous, so the previous one has
+//! returned by then). `min_commit_interval_ms` bounds how often that early
+//! close may happen, counted between commit starts, to cap the brokers'
+//! load, and so does [`COMMIT_SPACING`] × the last commit's duration, so
+//! that a coordinator that slows down sees fewer early closes; set the
+//! minimum to `commit_interval_ms` for a fixed cadence.
+//!
+//! The deadline keeps a cadence: it is `commit_interval_ms` after the
+//! previous commit *started* (or after the transaction opened, for the
+//! first one). A record that arrives while a commit runs therefore waits at
+//! most one interval for the next commit to start, not an interval plus the
+//! commit's own duration. As in Kafka Streams, a transaction that opens more
+//! than an interval after the last commit (after an idle spell) is due at
+//! once.
 
 use std::time::{Duration, Instant};
 
-use crate::config::ProcessingSettings;
+use crate::config::{Guarantee, ProcessingSettings};
 
-/// The three limits of one transaction.
+/// The limits of one transaction.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchPolicy {
     /// Input records per transaction.
@@ -22,6 +32,10 @@ pub struct BatchPolicy {
     pub max_bytes: usize,
     /// Time from one commit's start to the next one's.
     pub interval: Duration,
+    /// The least time from one commit's start to the next one's when the
+    /// transaction closes early because nothing more is ready; equal to
+    /// `interval` for a fixed cadence.
+    pub min_interval: Duration,
 }
 
 impl From<&ProcessingSettings> for BatchPolicy {
@@ -30,6 +44,50 @@ impl From<&ProcessingSettings> for BatchPolicy {
             max_records: p.max_batch_records,
             max_bytes: p.max_batch_bytes,
             interval: Duration::from_millis(p.commit_interval_ms),
+            // Under at-least-once, outputs are visible before the commit: an
+            // early commit would cost throughput and gain no latency.
+            min_interval: Duration::from_millis(match p.guarantee {
+                Guarantee::ExactlyOnce => p.effective_min_commit_interval_ms(),
+                Guarantee::AtLeastOnce => p.commit_interval_ms,
+            }),
+        }
+    }
+}
+
+/// An early close (nothing more ready) comes no sooner than this many times
+/// the last commit's duration after that commit started: at most a third
+/// of a worker's time goes to commits it did not have to make, and a
+/// coordinator that slows down sees fewer of them.
+pub const COMMIT_SPACING: u32 = 3;
+
+/// Why a transaction closed: the label of `exactly_transaction_closes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// It held `max_batch_records` input records.
+    Records,
+    /// It held `max_batch_bytes` of input.
+    Bytes,
+    /// `commit_interval_ms` passed since the previous commit started.
+    Interval,
+    /// Nothing more was ready to consume, `min_commit_interval_ms` after the
+    /// previous commit started.
+    Drained,
+}
+
+impl CloseReason {
+    pub const ALL: [CloseReason; 4] = [
+        CloseReason::Records,
+        CloseReason::Bytes,
+        CloseReason::Interval,
+        CloseReason::Drained,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CloseReason::Records => "max_records",
+            CloseReason::Bytes => "max_bytes",
+            CloseReason::Interval => "interval",
+            CloseReason::Drained => "drained",
         }
     }
 }
@@ -70,9 +128,13 @@ pub struct Batch {
     /// Failed and dropped records of the open transaction.
     pub tally: Tally,
     started: Option<Instant>,
+    /// From when the transaction may close because nothing more is ready.
+    early: Option<Instant>,
     due: Option<Instant>,
     /// When the last commit started; kept across `reset`.
     last_commit: Option<Instant>,
+    /// How long the last successful commit took; kept across `reset`.
+    last_commit_took: Duration,
     records: usize,
     bytes: usize,
     outputs: u64,
@@ -90,13 +152,25 @@ impl Batch {
     pub fn open(&mut self, now: Instant, policy: &BatchPolicy) {
         debug_assert!(!self.is_open());
         self.started = Some(now);
-        self.due = Some(self.last_commit.unwrap_or(now) + policy.interval);
+        let cadence = self.last_commit.unwrap_or(now);
+        // A slow commit means a busy coordinator: early closes space out by
+        // themselves, committing at most 1 / COMMIT_SPACING of the time.
+        let least = policy
+            .min_interval
+            .max(self.last_commit_took * COMMIT_SPACING);
+        self.early = Some(cadence + least.min(policy.interval));
+        self.due = Some(cadence + policy.interval);
     }
 
     /// A commit of the open transaction starts at `now`: the next
     /// transaction's deadline counts from here.
     pub fn commit_started(&mut self, now: Instant) {
         self.last_commit = Some(now);
+    }
+
+    /// The commit that started last succeeded after `took`.
+    pub fn commit_finished(&mut self, took: Duration) {
+        self.last_commit_took = took;
     }
 
     /// When the open transaction began.
@@ -155,27 +229,53 @@ impl Batch {
         &self.partitions
     }
 
-    /// Whether the open transaction must commit now.
+    /// Whether the open transaction must commit now, whatever is ready.
     pub fn is_due(&self, policy: &BatchPolicy, now: Instant) -> bool {
-        match self.due {
-            None => false,
-            Some(due) => {
-                self.records >= policy.max_records || self.bytes >= policy.max_bytes || now >= due
-            }
+        self.close_reason(policy, now, false).is_some()
+    }
+
+    /// Whether the open transaction may close now that nothing more is
+    /// ready to consume.
+    pub fn may_close_early(&self, now: Instant) -> bool {
+        self.early.is_some_and(|early| now >= early)
+    }
+
+    /// Why the open transaction must close now, if it must; `drained` says
+    /// that the last poll found nothing ready to consume.
+    pub fn close_reason(
+        &self,
+        policy: &BatchPolicy,
+        now: Instant,
+        drained: bool,
+    ) -> Option<CloseReason> {
+        self.due?;
+        if self.records >= policy.max_records {
+            Some(CloseReason::Records)
+        } else if self.bytes >= policy.max_bytes {
+            Some(CloseReason::Bytes)
+        } else if self.due.is_some_and(|due| now >= due) {
+            Some(CloseReason::Interval)
+        } else if drained && self.may_close_early(now) {
+            Some(CloseReason::Drained)
+        } else {
+            None
         }
     }
 
-    /// How long until the open transaction is due; `idle` when none is open.
+    /// How long to wait for the next record: until the open transaction
+    /// may close early (zero once it may: a poll that finds nothing ready
+    /// closes it), or `idle` when none is open.
     pub fn time_left(&self, now: Instant, idle: Duration) -> Duration {
-        match self.due {
+        match self.early {
             None => idle,
-            Some(due) => due.saturating_duration_since(now).min(idle),
+            Some(early) => early.saturating_duration_since(now).min(idle),
         }
     }
 
     /// Forgets the transaction (after a commit or an abort).
     pub fn reset(&mut self) {
         self.started = None;
+        self.early = None;
         self.due = None;
         self.records = 0;
         self.bytes = 0;
@@ -190,12 +290,116 @@ impl Batch {
 mod tests {
     use super::*;
 
+    /// A fixed cadence: no early close.
     fn policy() -> BatchPolicy {
         BatchPolicy {
             max_records: 3,
             max_bytes: 100,
             interval: Duration::from_millis(100),
+            min_interval: Duration::from_millis(100),
         }
+    }
+
+    fn eager(min_ms: u64) -> BatchPolicy {
+        BatchPolicy {
+            min_interval: Duration::from_millis(min_ms),
+            ..policy()
+        }
+    }
+
+    #[test]
+    fn the_close_reason_names_the_first_limit_reached() {
+        let now = Instant::now();
+        let mut b = Batch::default();
+        assert_eq!(b.close_reason(&eager(0), now, true), None);
+        b.open(now, &eager(0));
+        assert_eq!(b.close_reason(&eager(0), now, false), None);
+        assert_eq!(
+            b.close_reason(&eager(0), now, true),
+            Some(CloseReason::Drained)
+        );
+        let later = now + Duration::from_millis(100);
+        assert_eq!(
+            b.close_reason(&eager(0), later, true),
+            Some(CloseReason::Interval)
+        );
+        b.add("t", 0, 100, 1);
+        assert_eq!(
+            b.close_reason(&eager(0), later, true),
+            Some(CloseReason::Bytes)
+        );
+        b.add("t", 0, 1, 1);
+        b.add("t", 0, 1, 1);
+        assert_eq!(
+            b.close_reason(&eager(0), now, false),
+            Some(CloseReason::Records)
+        );
+    }
+
+    #[test]
+    fn with_no_minimum_an_open_transaction_may_close_at_once() {
+        let now = Instant::now();
+        let mut b = Batch::default();
+        assert!(!b.may_close_early(now));
+        b.open(now, &eager(0));
+        assert!(b.may_close_early(now));
+        assert_eq!(b.time_left(now, Duration::from_secs(1)), Duration::ZERO);
+        // Not due, though: a poll that finds a record goes on.
+        assert!(!b.is_due(&eager(0), now));
+    }
+
+    #[test]
+    fn the_minimum_counts_from_the_last_commit_start() {
+        let t0 = Instant::now();
+        let mut b = Batch::default();
+        b.open(t0, &eager(10));
+        b.commit_started(t0 + Duration::from_millis(50));
+        b.reset();
+        let opened = t0 + Duration::from_millis(52);
+        b.open(opened, &eager(10));
+        assert!(!b.may_close_early(t0 + Duration::from_millis(59)));
+        assert_eq!(
+            b.time_left(opened, Duration::from_secs(1)),
+            Duration::from_millis(8)
+        );
+        assert!(b.may_close_early(t0 + Duration::from_millis(60)));
+    }
+
+    #[test]
+    fn a_slow_commit_spaces_the_next_early_close() {
+        let t0 = Instant::now();
+        let mut b = Batch::default();
+        b.open(t0, &eager(10));
+        b.commit_started(t0);
+        b.commit_finished(Duration::from_millis(20));
+        b.reset();
+        let opened = t0 + Duration::from_millis(21);
+        b.open(opened, &eager(10));
+        // 3 x 20 ms after the commit started, not 10 ms.
+        assert!(!b.may_close_early(t0 + Duration::from_millis(59)));
+        assert!(b.may_close_early(t0 + Duration::from_millis(60)));
+        // Never past the interval.
+        b.commit_finished(Duration::from_millis(500));
+        b.reset();
+        b.open(opened, &eager(10));
+        assert!(b.may_close_early(t0 + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn a_fixed_cadence_closes_early_only_at_the_deadline() {
+        let now = Instant::now();
+        let mut b = Batch::default();
+        b.open(now, &policy());
+        assert!(!b.may_close_early(now + Duration::from_millis(99)));
+        assert!(b.may_close_early(now + Duration::from_millis(100)));
+    }
+
+    #[test]
+    fn a_minimum_above_the_interval_is_the_interval() {
+        let now = Instant::now();
+        let mut b = Batch::default();
+        b.open(now, &eager(500));
+        assert!(b.may_close_early(now + Duration::from_millis(100)));
     }
 
     #[test]

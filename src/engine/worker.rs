@@ -495,6 +495,9 @@ impl Loop {
                     continue;
                 }
             }
+            // Nothing ready to consume: the open transaction may close now,
+            // once the least interval between commits has passed.
+            let nothing_ready = polled.is_none();
             match polled {
                 None => {}
                 Some(Ok(msg)) => self.process(&msg)?,
@@ -522,7 +525,11 @@ impl Loop {
             }
             now = Instant::now();
             let isolated = self.isolating.is_some() && self.batch.is_open();
-            if isolated || self.batch.is_due(&self.policy, now) {
+            let reason = self.batch.close_reason(&self.policy, now, nothing_ready);
+            if let Some(reason) = reason {
+                self.metrics.transaction_closing(reason);
+            }
+            if isolated || reason.is_some() {
                 self.commit()?;
                 now = Instant::now();
             }
@@ -836,6 +843,7 @@ impl Loop {
                     .map(|t| t.elapsed())
                     .unwrap_or_default();
                 let commit_took = commit_started.elapsed();
+                self.batch.commit_finished(commit_took);
                 self.metrics.transaction_committed(&Committed {
                     worker: self.index,
                     input_records: self.batch.records(),

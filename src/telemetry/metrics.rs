@@ -59,6 +59,7 @@ pub struct Metrics {
     records_consumed: IntCounter,
     records_produced: IntCounter,
     transactions: IntCounterVec,
+    closes: IntCounterVec,
     transaction_duration: Histogram,
     commit_duration: Histogram,
     rebalances: IntCounterVec,
@@ -241,7 +242,16 @@ impl Metrics {
             &["topic", "partition"],
         )
         .expect("valid metric");
-        let collectors: [Box<dyn prometheus::core::Collector>; 21] = [
+        let closes = IntCounterVec::new(
+            Opts::new(
+                "exactly_transaction_closes_total",
+                "Transactions the loop closed, by the limit that closed them: drained (nothing more ready to consume), interval, max_records, max_bytes",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let collectors: [Box<dyn prometheus::core::Collector>; 22] = [
+            Box::new(closes.clone()),
             Box::new(redelivered.clone()),
             Box::new(fatal_errors.clone()),
             Box::new(last_commit.clone()),
@@ -272,6 +282,9 @@ impl Metrics {
         // plot before the first abort.
         transactions.with_label_values(&["committed"]);
         transactions.with_label_values(&["aborted"]);
+        for reason in crate::engine::batch::CloseReason::ALL {
+            closes.with_label_values(&[reason.label()]);
+        }
         // Every cause from the start: `increase()` needs the 0 before the 1.
         for cause in crate::engine::fatal::FatalCause::ALL {
             fatal_errors.with_label_values(&[cause.label()]);
@@ -284,6 +297,7 @@ impl Metrics {
             records_consumed,
             records_produced,
             transactions,
+            closes,
             transaction_duration,
             commit_duration,
             rebalances,
@@ -410,6 +424,11 @@ impl Metrics {
         self.last_commit
             .with_label_values(&[&c.worker.to_string()])
             .set(unix_seconds());
+    }
+
+    /// The loop closes the open transaction (its commit follows).
+    pub fn transaction_closing(&self, reason: crate::engine::batch::CloseReason) {
+        self.closes.with_label_values(&[reason.label()]).inc();
     }
 
     /// A transaction was aborted; its outputs are invisible to read_committed readers.

@@ -659,6 +659,8 @@ pub struct DaemonConfig {
     pub transactional_id: String,
     pub guarantee: &'static str,
     pub commit_interval_ms: u64,
+    /// `processing.min_commit_interval_ms`; the daemon's default when unset.
+    pub min_commit_interval_ms: Option<u64>,
     pub max_batch_records: usize,
     /// TOML appended to the configuration (`[[transform]]`, `[dead_letter]`, ...).
     pub extra_toml: String,
@@ -677,6 +679,7 @@ impl DaemonConfig {
             transactional_id: transactional_id.into(),
             guarantee: "exactly_once",
             commit_interval_ms: 100,
+            min_commit_interval_ms: None,
             max_batch_records: 2_000,
             extra_toml: String::new(),
             extra_env: Vec::new(),
@@ -684,7 +687,19 @@ impl DaemonConfig {
         }
     }
 
+    /// Transactions that close only at `ms` (or at the size limits), never
+    /// early because nothing more is ready: a test that needs a transaction
+    /// to stay open, for a kill or a stop to find it, asks for this.
+    pub fn fixed_cadence(&mut self, ms: u64) {
+        self.commit_interval_ms = ms;
+        self.min_commit_interval_ms = Some(ms);
+    }
+
     fn toml(&self, http_port: u16) -> String {
+        let min_interval = match self.min_commit_interval_ms {
+            Some(ms) => format!("min_commit_interval_ms = {ms}"),
+            None => String::new(),
+        };
         format!(
             r#"
 [kafka]
@@ -705,6 +720,7 @@ topic = "{output}"
 [processing]
 guarantee = "{guarantee}"
 commit_interval_ms = {interval}
+{min_interval}
 max_batch_records = {max_batch}
 
 [http]
