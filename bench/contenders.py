@@ -44,13 +44,21 @@ class Contender:
 
 
 class Exactly(Contender):
-    def __init__(self, guarantee, workers=1):
+    def __init__(self, guarantee, workers=1, min_commit_interval_ms=None):
         self.guarantee = guarantee
         self.workers = workers
         self.members = workers
+        # min_commit_interval_ms = COMMIT_INTERVAL_MS is the policy before
+        # issue 14: a transaction closes only at the interval (or the size
+        # limits), never when nothing more is ready. None: exactly's default.
+        self.min_commit_interval_ms = min_commit_interval_ms
         self.name = "exactly-" + ("eos" if guarantee == "exactly_once" else "alo")
         if workers > 1:
             self.name += f"-w{workers}"
+        if min_commit_interval_ms == COMMIT_INTERVAL_MS:
+            self.name += "-fixed"
+        elif min_commit_interval_ms is not None:
+            self.name += f"-min{min_commit_interval_ms}"
 
     def start(self, ctx, inp, out, group, mode):
         cfg = os.path.join(ctx.workdir, f"{group}.toml")
@@ -69,6 +77,7 @@ lineage = false
 [processing]
 guarantee = "{self.guarantee}"
 commit_interval_ms = {COMMIT_INTERVAL_MS}
+{"" if self.min_commit_interval_ms is None else f"min_commit_interval_ms = {self.min_commit_interval_ms}"}
 workers = {self.workers}
 [http]
 listen = "127.0.0.1:0"
@@ -99,13 +108,17 @@ class Copier(Contender):
 
 
 class KStreams(Contender):
-    name = "kstreams-eos"
+    def __init__(self, commit_interval_ms=COMMIT_INTERVAL_MS):
+        self.commit_interval_ms = commit_interval_ms
+        # The default interval keeps the plain name the reports know.
+        self.name = "kstreams-eos" + ("" if commit_interval_ms == COMMIT_INTERVAL_MS
+                                      else f"-ci{commit_interval_ms}")
 
     def start(self, ctx, inp, out, group, mode):
         return popen(
             ["java", "-Xmx1g", "-jar", ctx.kstreams_jar, "--bootstrap", ctx.bootstrap, "--input", inp,
              "--output", out, "--application-id", group, "--mode", mode,
-             "--commit-interval-ms", str(COMMIT_INTERVAL_MS)],
+             "--commit-interval-ms", str(self.commit_interval_ms)],
             stdout=subprocess.DEVNULL, stderr=ctx.log(group))
 
 
@@ -123,3 +136,8 @@ class Quix(Contender):
 ALL = [Exactly("exactly_once"), Exactly("at_least_once"), KStreams(), Copier(), Quix(),
        # One process, two workers (two consumer/producer pairs, two threads).
        Exactly("exactly_once", workers=2)]
+# Run only when named (--contenders): the commit policy before issue 14, which
+# bench/latency_sweep.py compares with the current one.
+OPTIONAL = [Exactly("exactly_once", min_commit_interval_ms=COMMIT_INTERVAL_MS)] + [
+    # Other least intervals between commits, to choose the default.
+    Exactly("exactly_once", min_commit_interval_ms=ms) for ms in (0, 10, 20)]

@@ -159,7 +159,10 @@ def coordinator_ready(ctx, group):
 
 
 def settled(ctx, group, members):
-    """Whether the group is stable with `members` members holding every partition."""
+    """Whether the group is stable with `members` members holding every partition
+    (not yet, while a fresh broker's coordinator is still loading)."""
+    if not coordinator_ready(ctx, group):
+        return False
     desc = ctx.admin.describe_consumer_groups([group])[group].result(timeout=10)
     if desc.state.name != "STABLE" or len(desc.members) < members:
         return False
@@ -297,6 +300,7 @@ def latency_run(ctx, contender, size, mode, rate, seconds, warmup):
                 "measured": lat["measured"],
                 "p50_ms": lat["p50_ms"] if lat["p50_ms"] is not None else nan,
                 "p99_ms": lat["p99_ms"] if lat["p99_ms"] is not None else nan,
+                "p999_ms": lat["p999_ms"] if lat.get("p999_ms") is not None else nan,
                 "max_ms": lat["max_ms"] if lat["max_ms"] is not None else nan,
                 "generator_max_lag_ms": lat["generator_max_lag_ms"]}
     finally:
@@ -362,7 +366,7 @@ def main():
     seconds = args.latency_seconds or (3 if args.quick else 15)
     warmup = args.warmup_seconds if args.warmup_seconds is not None else (1 if args.quick else 3)
     ctx = Ctx(args)
-    chosen = [c for c in contenders.ALL if c.name in args.contenders.split(",")]
+    chosen = [c for c in contenders.ALL + contenders.OPTIONAL if c.name in args.contenders.split(",")]
     if ctx.kstreams_jar is None:
         chosen = [c for c in chosen if c.name != "kstreams-eos"]
     if args.bootstrap:

@@ -8,6 +8,8 @@
 #   bench/run.sh --quick    a small input and one run, debug build, to keep the harness
 #                           working -> bench/out/RESULTS-quick.md (figures meaningless)
 #   bench/run.sh --out DIR  results.json and the report go to DIR instead
+#   bench/run.sh --sweep    the commit policy's latency sweep (bench/latency_sweep.py):
+#                           -> bench/out/SWEEP.md and sweep.json (about 30 minutes)
 # Other arguments go to bench/harness.py (see its --help).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -36,6 +38,12 @@ for ((i = 0; i < ${#args[@]}; i++)); do
     --out=*) out=${args[i]#--out=} ;;
   esac
 done
+if [[ " $* " == *" --sweep "* ]]; then
+  # The commit policy's latency sweep (issue 14): its own tables, no chart.
+  rest=()
+  for a in "$@"; do [ "$a" = --sweep ] || rest+=("$a"); done
+  exec "$python" bench/latency_sweep.py --kstreams-jar "$jar" --quix-python "$python" "${rest[@]}"
+fi
 "$python" bench/harness.py --kstreams-jar "$jar" --quix-python "$python" "$@"
 results=${out:-bench/out}/results.json
 if [[ " $* " == *" --quick "* ]]; then

@@ -10,7 +10,7 @@
 //!   contender's map keeps `ts`, so this works whatever wrote the output).
 //!
 //! Records stamped in the first `--warmup-seconds` are left out. The result is
-//! one JSON object on stdout: counts, p50/p99/max in ms, and how far the
+//! one JSON object on stdout: counts, p50/p99/p99.9/max in ms, and how far the
 //! generator ever fell behind its schedule (a sign that the machine, not the
 //! contender, is the limit).
 //!
@@ -204,6 +204,7 @@ fn main() -> anyhow::Result<()> {
         "measured": latencies.len(),
         "p50_ms": percentile(&latencies, 0.50),
         "p99_ms": percentile(&latencies, 0.99),
+        "p999_ms": percentile(&latencies, 0.999),
         "max_ms": latencies.last().copied().unwrap_or(f64::NAN),
         "generator_max_lag_ms": max_lag,
     });
