@@ -1,7 +1,7 @@
-//! When a transaction closes, on the real broker: under exactly-once, as
-//! soon as nothing more is ready to consume (not at `commit_interval_ms`);
-//! with `min_commit_interval_ms` equal to the interval, only at the
-//! interval. `exactly_transaction_closes_total{reason}` tells which limit
+//! When a transaction closes, on the real broker: under exactly-once with
+//! `min_commit_interval_ms` set below `commit_interval_ms`, as soon as
+//! nothing more is ready to consume; by default (the fixed cadence) and
+//! under at-least-once, only at the interval. `exactly_transaction_closes_total{reason}` tells which limit
 //! closed each transaction.
 
 mod support;
@@ -37,18 +37,21 @@ fn three_bursts(prefix: &str, configure: impl Fn(&mut DaemonConfig)) -> Daemon {
 }
 
 #[test]
-fn under_exactly_once_a_transaction_closes_when_nothing_more_is_ready() {
+fn with_a_least_interval_a_transaction_closes_when_nothing_more_is_ready() {
     // An interval far longer than any burst takes: a close at the interval
     // would show in the metric.
-    let daemon = three_bursts("drained", |cfg| cfg.commit_interval_ms = 9_000);
+    let daemon = three_bursts("drained", |cfg| {
+        cfg.commit_interval_ms = 9_000;
+        cfg.min_commit_interval_ms = Some(50);
+    });
     assert!(closes(&daemon, "drained") >= 3.0, "{}", daemon.log_text());
     assert_eq!(closes(&daemon, "interval"), 0.0);
     assert_eq!(closes(&daemon, "max_records"), 0.0);
 }
 
 #[test]
-fn with_the_least_interval_equal_to_the_most_transactions_close_on_the_cadence_only() {
-    let daemon = three_bursts("cadence", |cfg| cfg.fixed_cadence(1_000));
+fn by_default_transactions_close_on_the_cadence_only() {
+    let daemon = three_bursts("cadence", |cfg| cfg.commit_interval_ms = 1_000);
     assert!(closes(&daemon, "interval") >= 3.0, "{}", daemon.log_text());
     assert_eq!(closes(&daemon, "drained"), 0.0);
 }
@@ -60,6 +63,7 @@ fn at_least_once_never_closes_early() {
     let daemon = three_bursts("alo-cadence", |cfg| {
         cfg.guarantee = "at_least_once";
         cfg.commit_interval_ms = 1_000;
+        cfg.min_commit_interval_ms = Some(50);
     });
     assert!(closes(&daemon, "interval") >= 3.0, "{}", daemon.log_text());
     assert_eq!(closes(&daemon, "drained"), 0.0);

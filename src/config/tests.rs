@@ -621,21 +621,18 @@ fn a_step_name_used_twice_is_refused_naming_both_steps() {
 }
 
 #[test]
-fn the_least_commit_interval_defaults_to_50_ms_and_never_exceeds_the_most() {
+fn the_least_commit_interval_defaults_to_the_most_and_never_exceeds_it() {
+    // Unset: the fixed cadence.
     let s = Settings::parse(MINIMAL, no_env()).unwrap();
     assert_eq!(s.processing.min_commit_interval_ms, None);
-    assert_eq!(s.processing.effective_min_commit_interval_ms(), 50);
-    // A commit interval below the default minimum lowers it.
-    let fast = MINIMAL.replace("commit_interval_ms = 100", "commit_interval_ms = 20");
-    let s = Settings::parse(&fast, no_env()).unwrap();
-    assert_eq!(s.processing.effective_min_commit_interval_ms(), 20);
-    // Equal to the interval: a fixed cadence, from the environment too.
+    assert_eq!(s.processing.effective_min_commit_interval_ms(), 100);
+    // Early closes, from the environment too.
     let s = Settings::parse(
         MINIMAL,
-        env(&[("EXACTLY__PROCESSING__MIN_COMMIT_INTERVAL_MS", "100")]),
+        env(&[("EXACTLY__PROCESSING__MIN_COMMIT_INTERVAL_MS", "50")]),
     )
     .unwrap();
-    assert_eq!(s.processing.effective_min_commit_interval_ms(), 100);
+    assert_eq!(s.processing.effective_min_commit_interval_ms(), 50);
     // Above it: refused, naming both.
     let (key, msg) = err_of(
         MINIMAL,
