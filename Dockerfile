@@ -16,6 +16,7 @@
 #    podman:
 #
 #      mkdir -p ctx/config && cp config/exactly.toml ctx/config/
+#      cp LICENSE licenses/*.txt ctx/
 #      strip -o ctx/exactly target/release/exactly
 #      docker build -f Dockerfile --build-arg BINARY_FROM=prebuilt -t exactly:local ctx
 #
@@ -101,12 +102,21 @@ RUN find src -name '*.rs' -exec touch {} + \
     && cargo build --release --locked \
     && install -D -s -m 0755 target/release/exactly /out/exactly
 
+# The project's license and the third-party notices for what the binary
+# contains (licenses/generate.sh makes the two .txt files from Cargo.lock).
+COPY LICENSE licenses/c-libraries.txt licenses/rust-crates.txt /out/doc/
+
 ###############################################################################
 FROM scratch AS prebuilt
 
 # A binary built on the host, for the same Debian release as RUNTIME_IMAGE.
 ARG BINARY=exactly
 COPY ${BINARY} /out/exactly
+# LICENSE and the notices (licenses/*.txt), from the top of the context. A
+# COPY whose every source is an unmatched pattern fails, so the binary is
+# named again: a context without them still builds, and the rootfs stage
+# says that the image lacks them.
+COPY ${BINARY} LICENS[E] c-libraries.tx[t] rust-crates.tx[t] /out/doc/
 
 ###############################################################################
 # The binary of the chosen path; only that path's stages are built.
@@ -125,6 +135,7 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 COPY --from=binary /out/exactly /rootfs/usr/local/bin/exactly
+COPY --from=binary /out/doc/ /out/doc/
 
 # The root file system of the final image, in /rootfs:
 # - the shared libraries the binary needs, as ldd lists them, including the
@@ -132,6 +143,8 @@ COPY --from=binary /out/exactly /rootfs/usr/local/bin/exactly
 #   the `files` and `dns` name services built in, so no libnss_* modules);
 # - the copyright notices of the Debian packages they come from (where the
 #   base image has them: slim images drop doc directories that are links);
+# - exactly's LICENSE and the notices of the C libraries and Rust crates
+#   compiled into it, in /usr/share/doc/exactly/;
 # - the CA bundle; passwd and group with a fixed, non-root uid/gid (10001),
 #   so Kubernetes can check runAsNonRoot against a numeric USER and volume
 #   permissions are predictable; a /tmp.
@@ -146,6 +159,13 @@ RUN set -eu; \
         if [ -e "$notice" ]; then cp -L --parents "$notice" /rootfs; fi; \
     done; \
     cp --parents /usr/share/doc/ca-certificates/copyright /rootfs; \
+    for doc in LICENSE c-libraries.txt rust-crates.txt; do \
+        if [ -e "/out/doc/$doc" ]; then \
+            install -D -m 0644 "/out/doc/$doc" "/rootfs/usr/share/doc/exactly/$doc"; \
+        else \
+            echo "warning: $doc is not in the build context: the image lacks it" >&2; \
+        fi; \
+    done; \
     cp --parents /etc/ssl/certs/ca-certificates.crt /rootfs; \
     printf '%s\n' 'root:x:0:0:root:/root:/usr/sbin/nologin' \
         'exactly:x:10001:10001:exactly:/nonexistent:/usr/sbin/nologin' > /rootfs/etc/passwd; \

@@ -7,6 +7,8 @@
 #   licenses     every crate's license is on deny.toml's allow-list
 #   bans         banned crates, duplicate versions where they matter
 #   sources      every crate comes from crates.io
+#   notices      licenses/*.txt (the notices the image ships) were made from
+#                this Cargo.lock by licenses/generate.sh
 #
 # The snapshot is a .tar.gz of a shallow clone of RustSec's advisory-db.
 # Its commit and age are printed first: "advisories ok" means "no advisory
@@ -79,8 +81,20 @@ cargo deny --offline --locked list --layout license 2>/dev/null \
 
 # Advisories, bans, licenses and sources; warnings (duplicate versions) are
 # shown but do not fail.
-if cargo deny --offline --locked check; then
-  log "ok (advisories as of $committed)"
-else
-  die "cargo deny found a problem (above); deny.toml and docs/supply-chain.md say what each check allows"
-fi
+failed=0
+cargo deny --offline --locked check || failed=1
+
+# The notices the image ships (licenses/*.txt) must describe this Cargo.lock:
+# each names the sha256 of the one it was made from.
+lock_sha=$(sha256sum Cargo.lock | cut -d' ' -f1)
+for notices in licenses/c-libraries.txt licenses/rust-crates.txt; do
+  if ! grep -q "from Cargo.lock (sha256 $lock_sha)" "$notices" 2>/dev/null; then
+    printf 'check-deps.sh: %s was not made from this Cargo.lock: run licenses/generate.sh and commit licenses/\n' \
+      "$notices" >&2
+    failed=1
+  fi
+done
+
+[ "$failed" = 0 ] \
+  || die "dependency check failed (above); deny.toml and docs/supply-chain.md say what each check allows"
+log "ok (advisories as of $committed; notices match Cargo.lock)"
