@@ -51,8 +51,9 @@ die() { log "error: $*"; exit 1; }
 
 # ---------------------------------------------------------------------------
 # Tools, the pinned versions.
+# (It calls itself "cargo-cyclonedx-cyclonedx 0.5.9": only the number counts.)
 have=$(cargo cyclonedx --version 2>/dev/null || true)
-if [ "$have" != "cargo-cyclonedx $cyclonedx_version" ]; then
+if [ "${have##* }" != "$cyclonedx_version" ]; then
   log "installing cargo-cyclonedx $cyclonedx_version (found: ${have:-none})"
   cargo install cargo-cyclonedx --version "$cyclonedx_version" --locked --quiet
 fi
@@ -111,7 +112,7 @@ if [ "$with_image" = 1 ]; then
   img_sbom=$out/exactly-image-$version
   SYFT_FILE_METADATA_SELECTION=all "$syft" scan "oci-archive:$archive" --quiet \
     --source-name exactly --source-version "$version" \
-    -o "cyclonedx-json=$img_sbom.cdx.json" -o "spdx-json=$img_sbom.spdx.json"
+    -o "cyclonedx-json@1.5=$img_sbom.cdx.json" -o "spdx-json@2.3=$img_sbom.spdx.json"
   written+=("$img_sbom.cdx.json" "$img_sbom.spdx.json")
 fi
 
