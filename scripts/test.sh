@@ -17,7 +17,7 @@ done
 
 scripts/kafka.sh fetch >/dev/null
 # Build first so that a compile error is not mixed with broker start-up.
-cargo test --no-run --all-targets
+cargo test --no-run --all-targets --features test-faults
 
 broker_dir=$(mktemp -d "${TMPDIR:-/tmp}/exactly-test-broker.XXXXXX")
 secure_dir=$(mktemp -d "${TMPDIR:-/tmp}/exactly-test-secure.XXXXXX")
@@ -32,4 +32,4 @@ export EXACTLY_TEST_BOOTSTRAP
 scripts/kafka.sh start "$secure_dir" --secure --owner-pid $$ >/dev/null
 export EXACTLY_TEST_SECURE_DIR=$secure_dir
 
-cargo test --all-targets "$@"
+cargo test --all-targets --features test-faults "$@"

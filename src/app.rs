@@ -15,6 +15,7 @@ use crate::transform::Registry;
 /// Runs the daemon until a signal or a fatal error. `Ok` means a graceful stop.
 pub async fn run(settings: Settings, registry: Registry, shutdown: Shutdown) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    crate::engine::start_metrics_at_zero(&metrics);
     let health = Health::new(settings.processing.workers);
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),

@@ -852,17 +852,7 @@ fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
     }
 }
 
-/// Kafka's own rule for topic names: 1-249 characters of `[a-zA-Z0-9._-]`,
-/// not `.` or `..`.
-pub fn is_legal_topic_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 249
-        && name != "."
-        && name != ".."
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
+pub use crate::transform::is_legal_topic_name;
 
 /// Kafka's rule for `group.instance.id` (the same set as topic names, up
 /// to 249 characters), with room for `reserve` more characters.

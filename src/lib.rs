@@ -12,8 +12,10 @@
 //!   of every secret from logs and errors.
 //! - [`kafka`]: librdkafka client properties (the contract's, the defaults,
 //!   the user's) and the start-up check of the cluster and topics.
-//! - [`engine`]: the exactly-once loop — workers, batches, rebalance handling,
-//!   transactions, offsets and rewinds, error classes.
+//! - [`engine`]: the exactly-once loop — the supervisor of the worker
+//!   threads, the transaction sequence (`engine::worker`, read
+//!   `docs/engine.md` first), batches, rebalance handling, transactions,
+//!   offsets and rewinds, the bad-record policy, error classes.
 //! - [`transform`]: the [`transform::Transform`] trait, the chain of steps and
 //!   the built-in steps.
 //! - [`lineage`]: the headers that tie each output to the input that made it.

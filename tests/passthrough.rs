@@ -140,7 +140,7 @@ fn two_workers_in_one_process_share_the_partitions_exactly_once() {
     let holds = |log: &str, worker: &str| {
         log.lines().any(|l| {
             l.contains("partitions assigned")
-                && l.contains(&format!("worker={worker} "))
+                && l.contains(&format!("worker{{worker={worker}}}"))
                 && !l.ends_with("partitions=0")
         })
     };
@@ -159,7 +159,7 @@ fn two_workers_in_one_process_share_the_partitions_exactly_once() {
     for worker in ["0", "1"] {
         assert!(
             log.lines().any(|l| l.contains("transaction committed")
-                && l.contains(&format!("worker={worker} "))
+                && l.contains(&format!("worker{{worker={worker}}}"))
                 && !l.contains("records=0 ")),
             "worker {worker} committed no records"
         );

@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::worker::RecordFailure;
+use super::policy::RecordFailure;
 use crate::lineage;
 use crate::transform::{Header, Record};
 

@@ -12,14 +12,19 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, Statistics, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::offsets::{committed, resolve_start, ResetPolicy, Starts};
 use super::redelivery::NextOffsets;
 use super::transaction::{Output, TxnFailure};
-use crate::config::Guarantee;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Health, Metrics};
+
+mod end;
+mod retry;
+mod stats;
+
+use retry::retry_within;
 
 /// Time allowed for reading committed offsets, resolving a reset policy and
 /// seeking.
@@ -32,27 +37,6 @@ const START_BUDGET: Duration = Duration::from_secs(60);
 /// The pause between two reads of a new assignment's committed offsets.
 const START_BACKOFF: Duration = Duration::from_millis(500);
 
-/// Calls `attempt` (with its number, from 1) until it succeeds, `stop()`
-/// says to give up, or the next try would start after `budget`; sleeps
-/// `backoff` between tries. The last error is returned.
-fn retry_within<T, E>(
-    budget: Duration,
-    backoff: Duration,
-    mut stop: impl FnMut() -> bool,
-    mut attempt: impl FnMut(u32) -> Result<T, E>,
-) -> Result<T, E> {
-    let start = Instant::now();
-    let mut n = 1;
-    loop {
-        let result = attempt(n);
-        if result.is_ok() || stop() || start.elapsed() + backoff > budget {
-            return result;
-        }
-        std::thread::sleep(backoff);
-        n += 1;
-    }
-}
-
 /// The consumer's context: owns the worker's [`Output`] so that a revoke can
 /// end the open transaction before the partitions move.
 pub struct WorkerContext {
@@ -64,8 +48,6 @@ pub struct WorkerContext {
     shutdown: Shutdown,
     shutdown_budget: Duration,
     reset: ResetPolicy,
-    /// A transaction (or at_least_once batch) is open.
-    txn_open: AtomicBool,
     /// A callback ended the open transaction: the worker must forget its
     /// batch and rewind before using the next record.
     rewind_needed: AtomicBool,
@@ -118,7 +100,6 @@ impl WorkerContext {
             shutdown,
             shutdown_budget,
             reset,
-            txn_open: AtomicBool::new(false),
             rewind_needed: AtomicBool::new(false),
             fatal: Mutex::new(None),
             unreadable: Mutex::new(None),
@@ -129,11 +110,6 @@ impl WorkerContext {
             held: Mutex::new(HashSet::new()),
             retired: AtomicBool::new(false),
         }
-    }
-
-    /// The worker opened a transaction.
-    pub fn set_txn_open(&self, open: bool) {
-        self.txn_open.store(open, Ordering::Release);
     }
 
     /// Whether a callback ended the open transaction since the last call.
@@ -164,7 +140,7 @@ impl WorkerContext {
     /// apply what librdkafka asks.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
-        self.txn_open.store(false, Ordering::Release);
+        self.output.take_open();
     }
 
     /// A transaction committed these offsets.
@@ -220,60 +196,6 @@ impl WorkerContext {
         }
     }
 
-    fn end_open_transaction(&self, consumer: &BaseConsumer<Self>, lost: bool) {
-        if !self.txn_open.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        if self.output.is_fatal() {
-            // The worker is on its way out; a fatal producer is not called
-            // again, and its transaction dies with it (fenced or timed out).
-            return;
-        }
-        let left = || self.time_left();
-        let result = match self.output.guarantee() {
-            Guarantee::ExactlyOnce => self.output.abort(&left),
-            // at_least_once: what was produced is delivered first, then its
-            // positions are committed, unless the partitions were lost.
-            Guarantee::AtLeastOnce if !lost => consumer
-                .position()
-                .map_err(|e| TxnFailure::Abortable(e.to_string()))
-                .and_then(|positions| {
-                    let mut valid = TopicPartitionList::new();
-                    for e in positions.elements() {
-                        if let Offset::Offset(_) = e.offset() {
-                            let _ =
-                                valid.add_partition_offset(e.topic(), e.partition(), e.offset());
-                        }
-                    }
-                    self.output.commit(consumer, &valid, &left)
-                }),
-            Guarantee::AtLeastOnce => self.output.abort(&left),
-        };
-        match result {
-            Ok(()) => {
-                if self.output.guarantee() == Guarantee::AtLeastOnce && !lost {
-                    self.metrics.offsets_committed(self.index);
-                }
-                if self.output.guarantee() == Guarantee::ExactlyOnce || lost {
-                    self.metrics.transaction_aborted();
-                    tracing::info!(
-                        worker = self.index,
-                        "aborted the open transaction before the partitions moved"
-                    );
-                }
-            }
-            Err(f) if f.is_abortable() => {
-                self.metrics.transaction_aborted();
-                tracing::warn!(worker = self.index, error = %f, "could not commit the open batch before the partitions moved");
-                let _ = self.output.abort(&left);
-            }
-            Err(f) => {
-                *self.fatal.lock().expect("fatal lock") = Some(f);
-            }
-        }
-        self.rewind_needed.store(true, Ordering::Release);
-    }
-
     /// Gives every partition of `assignment` that has no committed offset an
     /// explicit starting position, resolved from the reset policy now, so
     /// that librdkafka does not resolve it again later (a `latest` resolved
@@ -300,7 +222,6 @@ impl WorkerContext {
         }
         if !fixed.is_empty() {
             tracing::info!(
-                worker = self.index,
                 partitions = fixed.len(),
                 reset = ?self.reset,
                 "fixed the starting position of partitions the group has never committed"
@@ -311,11 +232,7 @@ impl WorkerContext {
     }
 
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        tracing::info!(
-            worker = self.index,
-            partitions = tpl.count(),
-            "partitions assigned"
-        );
+        tracing::info!(partitions = tpl.count(), "partitions assigned");
         // A coordinator that moved or is loading answers NOT_COORDINATOR or
         // COORDINATOR_LOAD_IN_PROGRESS for a while (after a broker restart,
         // or a broker that fenced itself): wait for it within a budget
@@ -327,7 +244,7 @@ impl WorkerContext {
             |attempt| {
                 let r = self.fix_starts(consumer, tpl);
                 if let Err(e) = &r {
-                    tracing::warn!(worker = self.index, attempt, error = %e, "cannot read the committed offsets of the new assignment yet; retrying");
+                    tracing::warn!(attempt, error = %e, "cannot read the committed offsets of the new assignment yet; retrying");
                 }
                 r
             },
@@ -350,7 +267,6 @@ impl WorkerContext {
             *self.lost_at.lock().expect("lost_at lock") = Some(Instant::now());
         }
         tracing::info!(
-            worker = self.index,
             partitions = tpl.count(),
             event,
             "partitions leaving this worker"
@@ -375,62 +291,6 @@ impl WorkerContext {
     }
 }
 
-impl ClientContext for WorkerContext {
-    fn stats(&self, statistics: Statistics) {
-        if self.retired.load(Ordering::Acquire) {
-            return;
-        }
-        // librdkafka's own `consumer_lag` counts from the offset the
-        // *consumer* committed; ours commit through the producer's
-        // transaction, so it would never shrink.
-        let held = self.held.lock().expect("held lock");
-        let committed = self.committed.lock().expect("committed lock");
-        for (topic, t) in &statistics.topics {
-            for (partition, p) in &t.partitions {
-                if !held.contains(&(topic.clone(), *partition)) {
-                    // librdkafka's internal UA partition (-1), or one that
-                    // moved to another member.
-                    continue;
-                }
-                let ours = committed.get(&(topic.clone(), *partition)).copied();
-                if let Some(l) = lag(p.ls_offset, p.app_offset, ours, p.committed_offset) {
-                    self.metrics.consumer_lag(topic, *partition, l);
-                }
-                if let Some(n) = uncommitted(p.ls_offset, ours, p.committed_offset) {
-                    self.metrics.uncommitted_records(topic, *partition, n);
-                }
-            }
-        }
-        tracing::debug!(
-            worker = self.index,
-            partitions = held.len(),
-            "statistics: lag reported for the held partitions"
-        );
-    }
-}
-
-/// The lag of one partition: the last stable offset minus this worker's
-/// position (as Java's `records-lag`); without a valid position (nothing
-/// consumed yet, or just rewound), minus the offset this worker committed
-/// last, or else the committed offset librdkafka fetched at assignment.
-/// `None` while the last stable offset is unknown.
-fn lag(ls_offset: i64, position: i64, committed_here: Option<i64>, fetched: i64) -> Option<i64> {
-    let from = if position >= 0 {
-        position
-    } else {
-        committed_here.unwrap_or(fetched)
-    };
-    (ls_offset >= 0 && from >= 0).then(|| (ls_offset - from).max(0))
-}
-
-/// Records between the offset committed last (this worker's, or the one
-/// librdkafka fetched at assignment) and the last stable offset; `None`
-/// while either is unknown.
-fn uncommitted(ls_offset: i64, committed_here: Option<i64>, fetched: i64) -> Option<i64> {
-    let from = committed_here.unwrap_or(fetched);
-    (ls_offset >= 0 && from >= 0).then(|| (ls_offset - from).max(0))
-}
-
 impl ConsumerContext for WorkerContext {
     /// Replaces rust-rdkafka's default handling: the assignment gets fixed
     /// starting positions before it is applied, and a rebalance error ends
@@ -453,7 +313,7 @@ impl ConsumerContext for WorkerContext {
                 }
                 other => {
                     let code: rdkafka::types::RDKafkaErrorCode = other.into();
-                    tracing::warn!(worker = self.index, error = %code, "rebalance error; giving up the assignment");
+                    tracing::warn!(error = %code, "rebalance error; giving up the assignment");
                     self.metrics.rebalance("error");
                     // The transaction consumed from partitions about to be
                     // dropped: end it as if they were lost.
@@ -484,7 +344,7 @@ impl ConsumerContext for WorkerContext {
             return;
         }
         if let Err(e) = applied {
-            tracing::warn!(worker = self.index, error = %e, "applying the rebalance failed");
+            tracing::warn!(error = %e, "applying the rebalance failed");
         }
         let assignment = consumer.assignment().ok();
         let assigned = assignment.as_ref().map(|a| a.count()).unwrap_or(0);
@@ -511,79 +371,5 @@ impl ConsumerContext for WorkerContext {
             }
             _ => health.set_joined(false),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::{lag, retry_within, uncommitted};
-
-    #[test]
-    fn a_refusal_is_retried_until_an_answer_comes() {
-        let mut calls = 0;
-        let r: Result<u32, &str> = retry_within(
-            Duration::from_secs(60),
-            Duration::ZERO,
-            || false,
-            |n| {
-                calls += 1;
-                if n < 5 {
-                    Err("NOT_COORDINATOR")
-                } else {
-                    Ok(n)
-                }
-            },
-        );
-        assert_eq!(r, Ok(5));
-        assert_eq!(calls, 5);
-    }
-
-    #[test]
-    fn retries_end_with_the_last_error_when_the_budget_is_spent_or_a_stop_comes() {
-        let spent: Result<(), String> = retry_within(
-            Duration::from_millis(30),
-            Duration::from_millis(10),
-            || false,
-            |n| Err(format!("refusal {n}")),
-        );
-        let last = spent.unwrap_err();
-        assert!(last.starts_with("refusal "), "{last}");
-        assert_ne!(last, "refusal 1", "the budget allowed more than one try");
-
-        let mut calls = 0;
-        let stopped: Result<(), &str> = retry_within(
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-            || true,
-            |_| {
-                calls += 1;
-                Err("NOT_COORDINATOR")
-            },
-        );
-        assert_eq!(stopped, Err("NOT_COORDINATOR"));
-        assert_eq!(calls, 1, "a stop request ends the retries at once");
-    }
-
-    #[test]
-    fn uncommitted_counts_from_the_last_commit_not_the_position() {
-        assert_eq!(uncommitted(100, Some(60), 10), Some(40));
-        assert_eq!(uncommitted(100, None, 10), Some(90));
-        assert_eq!(uncommitted(100, Some(100), 10), Some(0));
-        // Nothing committed yet, or no last stable offset: unknown.
-        assert_eq!(uncommitted(100, None, -1001), None);
-        assert_eq!(uncommitted(-1, Some(5), 10), None);
-    }
-
-    #[test]
-    fn lag_counts_from_the_position_then_from_what_this_worker_committed() {
-        assert_eq!(lag(100, 60, Some(50), 10), Some(40));
-        // Rewound (no valid position): from this worker's last commit, not
-        // from the stale offset fetched at assignment.
-        assert_eq!(lag(100, -1001, Some(90), 10), Some(10));
-        assert_eq!(lag(100, -1001, None, 10), Some(90));
-        assert_eq!(lag(-1, 60, None, 10), None);
-        assert_eq!(lag(100, 120, None, 10), Some(0));
     }
 }

@@ -7,183 +7,30 @@
 //! - `at_least_once`: produce, flush (wait for every acknowledgement), then
 //!   commit the positions through the consumer.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::TopicPartitionList;
 
-use super::errors::{action_for, Action};
 use crate::config::Guarantee;
 use crate::transform::Record;
 
-/// How a transaction call ended when it did not succeed.
-#[derive(Debug, thiserror::Error)]
-pub enum TxnFailure {
-    /// The transaction must be aborted; the worker rewinds and carries on.
-    /// Counts toward the guard against replaying the same failure forever.
-    #[error("{0}")]
-    Abortable(String),
-    /// Something that says nothing about the input interrupted the
-    /// transaction: a rebalance raced the commit (`ILLEGAL_GENERATION`,
-    /// `UNKNOWN_MEMBER_ID`, `REBALANCE_IN_PROGRESS`), a position vanished
-    /// with the assignment, a metadata request got no answer. Abort and
-    /// rewind like [`Self::Abortable`], without counting toward the guard.
-    #[error("{0}")]
-    Interrupted(String),
-    /// The group coordinator gave this replica's `group.instance.id` to
-    /// another member (`FENCED_INSTANCE_ID`): no later commit can succeed.
-    /// Abort as a best effort, then stop.
-    #[error("{0}")]
-    MemberFenced(String),
-    /// A retriable call kept failing for the whole retry budget (the
-    /// cluster did not answer). The producer is not known to be broken,
-    /// but its transaction has outlived any timeout: the worker replaces
-    /// its clients or stops.
-    #[error("{0}")]
-    TimedOut(String),
-    /// The producer is fenced or in an unknown state; the worker must stop
-    /// (or replace its clients, when no other instance can be the cause).
-    #[error("{0}")]
-    Fatal(String),
-}
+mod delivery;
+mod failure;
+mod retry;
 
-impl TxnFailure {
-    /// The failure of `call` that ended with `err`, once retrying is over.
-    pub fn of(call: &str, err: &KafkaError) -> TxnFailure {
-        let code = err.rdkafka_error_code();
-        let text = match code.and_then(super::errors::missing_acl) {
-            Some(acl) => format!("{call}: {err}; not authorized: grant {acl}"),
-            None => format!("{call}: {err}"),
-        };
-        match (action_for(err), code) {
-            (_, Some(RDKafkaErrorCode::FencedInstanceId)) => TxnFailure::MemberFenced(text),
-            (Action::Fatal, _) => TxnFailure::Fatal(text),
-            (
-                _,
-                Some(
-                    RDKafkaErrorCode::IllegalGeneration
-                    | RDKafkaErrorCode::UnknownMemberId
-                    | RDKafkaErrorCode::RebalanceInProgress,
-                ),
-            ) => TxnFailure::Interrupted(text),
-            _ => TxnFailure::Abortable(text),
-        }
-    }
+pub use delivery::DeliveryContext;
+pub use failure::TxnFailure;
+pub use retry::TimeLeft;
+use retry::{call_timeout, retry};
 
-    /// Whether the worker can abort, rewind and go on.
-    pub fn is_abortable(&self) -> bool {
-        matches!(self, TxnFailure::Abortable(_) | TxnFailure::Interrupted(_))
-    }
-
-    /// Whether a graceful stop whose final commit ended this way, once
-    /// aborted, is still clean (exit 0). Only a rebalance racing the commit
-    /// is: the revoke would have aborted the same records a moment earlier,
-    /// and their next owner processes them. Any other failure means the
-    /// stop did not do what it was asked to.
-    pub fn leaves_a_stop_clean(&self) -> bool {
-        matches!(self, TxnFailure::Interrupted(_))
-    }
-}
-
-/// How long the transactional calls may still take: unbounded (each call
-/// still has [`CALL_TIMEOUT`] and retries for [`RETRY_BUDGET`]) until a stop
-/// is requested, then what is left of the stop budget. Zero means give up.
-pub type TimeLeft<'a> = &'a dyn Fn() -> Option<Duration>;
-
-/// The timeout of the next call: [`CALL_TIMEOUT`], or less when the time
-/// left is shorter. `None` when no time is left.
-fn call_timeout(left: TimeLeft<'_>) -> Option<Duration> {
-    match left() {
-        None => Some(CALL_TIMEOUT),
-        Some(d) if d.is_zero() => None,
-        Some(d) => Some(d.min(CALL_TIMEOUT)),
-    }
-}
-
-/// How long one librdkafka call may block before it is retried.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one wait on the producer's events lasts, while a flush waits for
 /// the queue to drain or a send waits for room in it.
 const POLL_TICK: Duration = Duration::from_millis(1);
-/// How long a retriable call keeps being retried before the worker gives up.
-const RETRY_BUDGET: Duration = Duration::from_secs(60);
-
-/// Counts failed deliveries, which at_least_once mode must see before it
-/// commits offsets (in exactly_once mode `commit_transaction` fails on them).
-#[derive(Default)]
-pub struct DeliveryContext {
-    failures: AtomicU64,
-    first_failure: Mutex<Option<String>>,
-    /// Tags of outputs that failed for good, with the error.
-    permanent: Mutex<Vec<(usize, String)>>,
-}
-
-/// Delivery errors that a retry cannot fix: the same record fails again.
-fn is_permanent(err: &KafkaError) -> bool {
-    matches!(
-        err.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::MessageSizeTooLarge
-                | RDKafkaErrorCode::MessageBatchTooLarge
-                | RDKafkaErrorCode::InvalidRecord
-                | RDKafkaErrorCode::InvalidMessage
-                | RDKafkaErrorCode::InvalidMessageSize
-                | RDKafkaErrorCode::UnknownTopicOrPartition
-                | RDKafkaErrorCode::UnknownTopic
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-        )
-    )
-}
-
-impl ClientContext for DeliveryContext {}
-
-impl ProducerContext for DeliveryContext {
-    /// The input record's tag (see `quarantine::Origins`).
-    type DeliveryOpaque = usize;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, tag: usize) {
-        if let Err((err, msg)) = result {
-            use rdkafka::Message;
-            if is_permanent(err) {
-                self.permanent
-                    .lock()
-                    .expect("permanent failure lock")
-                    .push((tag, format!("{err} (to {})", msg.topic())));
-            }
-            if self.failures.fetch_add(1, Ordering::AcqRel) == 0 {
-                let text = format!(
-                    "delivery to {}[{}] failed: {err}",
-                    msg.topic(),
-                    msg.partition()
-                );
-                *self.first_failure.lock().expect("delivery failure lock") = Some(text);
-            }
-        }
-    }
-}
-
-impl DeliveryContext {
-    /// Tags and errors of outputs that failed for good since the last call.
-    fn take_permanent(&self) -> Vec<(usize, String)> {
-        std::mem::take(&mut *self.permanent.lock().expect("permanent failure lock"))
-    }
-
-    /// Failed deliveries since the last call, with the first one's message.
-    fn take_failures(&self) -> Option<(u64, String)> {
-        let n = self.failures.swap(0, Ordering::AcqRel);
-        let first = self
-            .first_failure
-            .lock()
-            .expect("delivery failure lock")
-            .take();
-        (n > 0).then(|| (n, first.unwrap_or_default()))
-    }
-}
 
 /// One worker's producer and the transaction protocol around it.
 pub struct Output {
@@ -194,6 +41,11 @@ pub struct Output {
     /// called again (librdkafka's transactional calls can block for good
     /// after a fatal error — librdkafka issue 4420).
     fatal: AtomicBool,
+    /// A transaction (or at_least_once batch) is open: set by a successful
+    /// `begin`, cleared by a successful `commit` and by any `abort`. The
+    /// one place that knows; a revoke asks it whether there is anything to
+    /// end.
+    open: AtomicBool,
 }
 
 impl Output {
@@ -208,6 +60,7 @@ impl Output {
             guarantee,
             default_topic,
             fatal: AtomicBool::new(false),
+            open: AtomicBool::new(false),
         }
     }
 
@@ -253,7 +106,19 @@ impl Output {
 
     /// Starts a transaction (exactly_once) or a batch (at_least_once).
     pub fn begin(&self) -> Result<(), TxnFailure> {
-        self.guarded(|| self.begin_unguarded())
+        self.guarded(|| self.begin_unguarded())?;
+        self.open.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Whether a transaction is open.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Whether a transaction was open; from now on none is, whoever ends it.
+    pub fn take_open(&self) -> bool {
+        self.open.swap(false, Ordering::AcqRel)
     }
 
     /// Commits `offsets` together with everything produced since `begin`.
@@ -263,12 +128,15 @@ impl Output {
         offsets: &TopicPartitionList,
         left: TimeLeft<'_>,
     ) -> Result<(), TxnFailure> {
-        self.guarded(|| self.commit_unguarded(consumer, offsets, left))
+        self.guarded(|| self.commit_unguarded(consumer, offsets, left))?;
+        self.open.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Aborts the open transaction; see `abort_unguarded` for what that
     /// means in each guarantee.
     pub fn abort(&self, left: TimeLeft<'_>) -> Result<(), TxnFailure> {
+        self.open.store(false, Ordering::Release);
         self.guarded(|| self.abort_unguarded(left))
     }
 
@@ -475,104 +343,5 @@ impl Output {
             )),
             (f, _) => f,
         }
-    }
-}
-
-/// Calls `f` with a timeout until it succeeds, retrying while the error is
-/// retriable and the retry budget and the time left last. Each call's
-/// timeout is cut to the time left, so that a stop's budget bounds the
-/// whole sequence, not only the gaps between calls.
-fn retry(
-    call: &str,
-    left: TimeLeft<'_>,
-    mut f: impl FnMut(Duration) -> Result<(), KafkaError>,
-) -> Result<(), TxnFailure> {
-    let started = Instant::now();
-    loop {
-        let Some(timeout) = call_timeout(left) else {
-            return Err(TxnFailure::Fatal(format!(
-                "{call} was not attempted: the stop budget is spent"
-            )));
-        };
-        let err = match f(timeout) {
-            Ok(()) => return Ok(()),
-            Err(e) => e,
-        };
-        match action_for(&err) {
-            Action::Retry if started.elapsed() < RETRY_BUDGET && call_timeout(left).is_some() => {
-                tracing::warn!(call, error = %err, "retrying");
-            }
-            Action::Retry => {
-                return Err(TxnFailure::TimedOut(format!(
-                    "{call} did not succeed within {} s: {err}",
-                    started.elapsed().as_secs()
-                )))
-            }
-            _ => return Err(TxnFailure::of(call, &err)),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_fenced_static_member_is_its_own_failure() {
-        let e = KafkaError::ConsumerCommit(RDKafkaErrorCode::FencedInstanceId);
-        assert!(matches!(
-            TxnFailure::of("send_offsets_to_transaction", &e),
-            TxnFailure::MemberFenced(_)
-        ));
-    }
-
-    #[test]
-    fn a_rebalance_racing_the_commit_interrupts_without_blaming_the_input() {
-        for code in [
-            RDKafkaErrorCode::IllegalGeneration,
-            RDKafkaErrorCode::UnknownMemberId,
-            RDKafkaErrorCode::RebalanceInProgress,
-        ] {
-            let f = TxnFailure::of(
-                "send_offsets_to_transaction",
-                &KafkaError::ConsumerCommit(code),
-            );
-            assert!(matches!(f, TxnFailure::Interrupted(_)), "{code:?}: {f:?}");
-            assert!(f.is_abortable());
-        }
-        let other = KafkaError::ConsumerCommit(RDKafkaErrorCode::MessageSizeTooLarge);
-        assert!(matches!(
-            TxnFailure::of("commit_transaction", &other),
-            TxnFailure::Abortable(_)
-        ));
-    }
-
-    #[test]
-    fn only_a_rebalance_racing_the_final_commit_leaves_a_stop_clean() {
-        let rebalance = TxnFailure::of(
-            "send_offsets_to_transaction",
-            &KafkaError::ConsumerCommit(RDKafkaErrorCode::IllegalGeneration),
-        );
-        assert!(rebalance.leaves_a_stop_clean());
-        for other in [
-            TxnFailure::Abortable("delivery failed".into()),
-            TxnFailure::TimedOut("no answer".into()),
-            TxnFailure::Fatal("fenced".into()),
-            TxnFailure::MemberFenced("rival".into()),
-        ] {
-            assert!(!other.leaves_a_stop_clean(), "{other:?}");
-        }
-    }
-
-    #[test]
-    fn call_timeouts_shrink_to_the_time_left() {
-        assert_eq!(call_timeout(&|| None), Some(CALL_TIMEOUT));
-        let short = Duration::from_millis(300);
-        assert_eq!(call_timeout(&|| Some(short)), Some(short));
-        assert_eq!(
-            call_timeout(&|| Some(Duration::from_secs(60))),
-            Some(CALL_TIMEOUT)
-        );
-        assert_eq!(call_timeout(&|| Some(Duration::ZERO)), None);
     }
 }

@@ -282,16 +282,6 @@ impl Metrics {
         // plot before the first abort.
         transactions.with_label_values(&["committed"]);
         transactions.with_label_values(&["aborted"]);
-        for reason in crate::engine::batch::CloseReason::ALL {
-            closes.with_label_values(&[reason.label()]);
-        }
-        // Every cause from the start: `increase()` needs the 0 before the 1.
-        for cause in crate::engine::fatal::FatalCause::ALL {
-            fatal_errors.with_label_values(&[cause.label()]);
-        }
-        for cause in crate::engine::recovery::CAUSES {
-            recoveries.with_label_values(&[cause]);
-        }
         Metrics {
             registry,
             records_consumed,
@@ -386,8 +376,28 @@ impl Metrics {
         self.recoveries.with_label_values(&[cause]).inc();
     }
 
+    /// Creates the labelled series whose labels the engine knows, at 0:
+    /// `increase()` needs the 0 before the 1, and a dashboard a series to
+    /// plot before the first event (see `engine::start_metrics_at_zero`).
+    pub fn start_at_zero(
+        &self,
+        close_reasons: &[&str],
+        fatal_causes: &[&str],
+        recovery_causes: &[&str],
+    ) {
+        for reason in close_reasons {
+            self.closes.with_label_values(&[reason]);
+        }
+        for cause in fatal_causes {
+            self.fatal_errors.with_label_values(&[cause]);
+        }
+        for cause in recovery_causes {
+            self.recoveries.with_label_values(&[cause]);
+        }
+    }
+
     /// A transaction committed with these failed and dropped records.
-    pub fn tally(&self, t: &crate::engine::batch::Tally) {
+    pub fn tally(&self, t: &super::Tally) {
         self.filtered.inc_by(t.filtered);
         self.skipped.inc_by(t.skipped);
         self.dead_letters.inc_by(t.dead_lettered);
@@ -427,8 +437,8 @@ impl Metrics {
     }
 
     /// The loop closes the open transaction (its commit follows).
-    pub fn transaction_closing(&self, reason: crate::engine::batch::CloseReason) {
-        self.closes.with_label_values(&[reason.label()]).inc();
+    pub fn transaction_closing(&self, reason: &str) {
+        self.closes.with_label_values(&[reason]).inc();
     }
 
     /// A transaction was aborted; its outputs are invisible to read_committed readers.

@@ -25,7 +25,7 @@ pub mod steps;
 pub use chain::{Chain, ChainError};
 pub use format::Format;
 pub use passthrough::Passthrough;
-pub use record::{Header, Record};
+pub use record::{is_legal_topic_name, Header, Record};
 pub use registry::{Registry, StepConfig};
 
 /// Why a step could not handle a record.

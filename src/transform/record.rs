@@ -44,3 +44,15 @@ impl Record {
                 .sum::<usize>()
     }
 }
+
+/// Kafka's own rule for topic names: 1-249 characters of `[a-zA-Z0-9._-]`,
+/// not `.` or `..`.
+pub fn is_legal_topic_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 249
+        && name != "."
+        && name != ".."
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}

@@ -230,7 +230,7 @@ impl Transform for Route {
 }
 
 fn check_topic(name: &str) -> Result<(), TransformError> {
-    if crate::config::is_legal_topic_name(name) {
+    if super::is_legal_topic_name(name) {
         Ok(())
     } else {
         Err(TransformError::new(

@@ -118,22 +118,6 @@ fn a_transaction_falls_in_the_bucket_of_its_size() {
 }
 
 #[test]
-fn every_fatal_and_recovery_cause_starts_at_zero() {
-    let text = Metrics::new().render();
-    for cause in crate::engine::fatal::FatalCause::ALL {
-        let s = format!(
-            "exactly_fatal_errors_total{{cause=\"{}\"}} 0",
-            cause.label()
-        );
-        assert!(text.contains(&s), "missing `{s}`");
-    }
-    for cause in crate::engine::recovery::CAUSES {
-        let s = format!("exactly_worker_recoveries_total{{cause=\"{cause}\"}} 0");
-        assert!(text.contains(&s), "missing `{s}`");
-    }
-}
-
-#[test]
 fn assigned_partitions_is_the_sum_of_the_workers_assignments() {
     let m = Metrics::new();
     m.assignment(0, 3);
