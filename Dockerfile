@@ -114,8 +114,7 @@ ARG BINARY=exactly
 COPY ${BINARY} /out/exactly
 # LICENSE and the notices (licenses/*.txt), from the top of the context. A
 # COPY whose every source is an unmatched pattern fails, so the binary is
-# named again: a context without them still builds, and the rootfs stage
-# says that the image lacks them.
+# named again, so that the rootfs stage can name what is missing (and fail).
 COPY ${BINARY} LICENS[E] c-libraries.tx[t] rust-crates.tx[t] /out/doc/
 
 ###############################################################################
@@ -163,7 +162,8 @@ RUN set -eu; \
         if [ -e "/out/doc/$doc" ]; then \
             install -D -m 0644 "/out/doc/$doc" "/rootfs/usr/share/doc/exactly/$doc"; \
         else \
-            echo "warning: $doc is not in the build context: the image lacks it" >&2; \
+            echo "error: $doc is not in the build context: an image must carry it" >&2; \
+            exit 1; \
         fi; \
     done; \
     cp --parents /etc/ssl/certs/ca-certificates.crt /rootfs; \

@@ -213,6 +213,8 @@ step_exactly() {
   # none of them (about 16 MB).
   strip -o "$ctx/exactly" "$binary"
   cp "$root/config/exactly.toml" "$ctx/config/"
+  # The notices the image carries in /usr/share/doc/exactly/.
+  cp "$root/LICENSE" "$root/licenses/c-libraries.txt" "$root/licenses/rust-crates.txt" "$ctx/"
   log "building $exactly_image from $binary"
   build "$ctx" --build-arg BINARY_FROM=prebuilt --build-arg RUNTIME_IMAGE="$base_image" \
     -f "$root/Dockerfile" -t "$exactly_image"
