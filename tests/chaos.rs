@@ -16,7 +16,7 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -135,6 +135,140 @@ impl Fleet {
         }
     }
 
+    /// `kill -9` of replica `victim` in mid-transaction (records consumed
+    /// and not yet committed), and its restart. Returns the time from the
+    /// restart to its first commit, while input still flows.
+    fn kill_mid_transaction(&mut self, victim: usize, flow: &Flow) -> Option<Duration> {
+        let d = &mut self.replicas[victim].daemon;
+        let t = Instant::now();
+        // Best effort, bounded: a replica between transactions is killed
+        // after 10 s anyway.
+        while d.metric("exactly_records_consumed_total")
+            - d.metric("exactly_records_produced_total")
+            < 1.0
+            && t.elapsed() < Duration::from_secs(10)
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        d.kill9();
+        let restarted = Instant::now();
+        let id = self.replicas[victim].id.clone();
+        self.replicas[victim].daemon = self.spawn(&id);
+        let d = &mut self.replicas[victim].daemon;
+        // Partitions flow again once it commits; only measurable while
+        // input still arrives.
+        wait_until("the restarted replica's first commit", || {
+            d.exited().is_some()
+                || !flow.flowing()
+                || d.metric("exactly_transactions_total{outcome=\"committed\"}") >= 1.0
+        });
+        (flow.flowing() && d.exited().is_none()).then(|| restarted.elapsed())
+    }
+
+    /// A fourth replica joins, commits, and leaves with a graceful stop.
+    /// Returns the time from its start to its first commit, while input
+    /// still flows.
+    fn scale_out_and_in(&mut self, flow: &Flow) -> Option<Duration> {
+        let id = format!("{}-extra", self.cfg.group);
+        let mut extra = self.spawn(&id);
+        let joined = Instant::now();
+        // Its stop is a scale-in of a running replica: it must be up first
+        // (it may join after the input has all been written, when there is
+        // no first commit to wait for).
+        extra.wait_ready();
+        wait_until("the new replica's first commit", || {
+            extra.assert_alive();
+            !flow.flowing()
+                || extra.metric("exactly_transactions_total{outcome=\"committed\"}") >= 1.0
+        });
+        let stall = flow.flowing().then(|| joined.elapsed());
+        let (status, took) = extra.terminate();
+        assert!(
+            status.success() && took < Duration::from_secs(10),
+            "scale-in: {status} after {took:?}"
+        );
+        stall
+    }
+
+    /// A zombie: replica `victim` frozen (SIGSTOP) until the others hold
+    /// every partition, past its session timeout, then thawed.
+    fn freeze_past_the_session(&mut self, victim: usize) {
+        self.replicas[victim].daemon.signal("STOP");
+        wait_until("the others to take the zombie's partitions", || {
+            self.assigned_elsewhere(victim) >= PARTITIONS as f64
+        });
+        self.replicas[victim].daemon.signal("CONT");
+    }
+
+    /// A consumer takes replica `victim`'s `group.instance.id`: the replica
+    /// must exit 1; the orchestrator restarts it under the same id.
+    fn interloper_takes_the_id_of(&mut self, victim: usize, input: &str) {
+        let id = self.replicas[victim].id.clone();
+        let interloper = interloper(&self.cfg.group, &id, input);
+        wait_until(
+            "the replica whose group.instance.id was taken to exit",
+            || {
+                // Polling drives the interloper's join and keeps it in.
+                let _ = interloper.poll(Duration::from_millis(50));
+                self.replicas[victim].daemon.exited().is_some()
+            },
+        );
+        let status = self.replicas[victim].daemon.exited();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(1),
+            "a rival ends the replica with exit 1:\n{}",
+            self.replicas[victim].daemon.log_text()
+        );
+        drop(interloper);
+        self.heal();
+    }
+
+    /// Waits, restarting what exits, until the group has committed the end
+    /// of the input; on a timeout prints what each replica was doing and
+    /// fails.
+    fn wait_all_committed(&mut self, input: &str, records: usize, logs: &Path, guarantee: &str) {
+        let caught_up = Instant::now();
+        loop {
+            self.heal();
+            let (committed, end) = committed_and_end(&self.cfg.group, input);
+            if end as usize == records && committed == end {
+                return;
+            }
+            if caught_up.elapsed() > WAIT {
+                self.print_state();
+                panic!(
+                    "[{guarantee}] the group did not commit the end of the input ({committed}/{end}); every replica's log is in {}; exits: {:#?}",
+                    logs.display(),
+                    self.restarts_after_exit
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The exits so far, and what the live replicas were doing: the last
+    /// lines of each log and its counters.
+    fn print_state(&self) {
+        for l in &self.exit_logs {
+            eprintln!("{l}");
+        }
+        for r in &self.replicas {
+            let log = r.daemon.log_text();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("--- {} (alive), last 40 log lines ---", r.id);
+            for l in &lines[lines.len().saturating_sub(40)..] {
+                eprintln!("{l}");
+            }
+            eprintln!(
+                "    assigned {} consumed {} produced {}",
+                r.daemon.metric("exactly_assigned_partitions"),
+                r.daemon.metric("exactly_records_consumed_total"),
+                r.daemon.metric("exactly_records_produced_total")
+            );
+        }
+    }
+
     fn assigned_elsewhere(&self, except: usize) -> f64 {
         self.replicas
             .iter()
@@ -142,6 +276,19 @@ impl Fleet {
             .filter(|(i, _)| *i != except)
             .map(|(_, r)| r.daemon.metric("exactly_assigned_partitions"))
             .sum()
+    }
+}
+
+/// The input's progress, shared with the writer thread.
+struct Flow {
+    written: Arc<AtomicUsize>,
+    records: usize,
+}
+
+impl Flow {
+    /// Whether input is still being written.
+    fn flowing(&self) -> bool {
+        self.written.load(Ordering::Relaxed) < self.records
     }
 }
 
@@ -241,10 +388,9 @@ fn json_orders(count: usize) -> Vec<Rec> {
         .collect()
 }
 
-fn run(guarantee: &'static str, transforms: bool) -> Figures {
-    let records = env_or("RECORDS", 36_000) as usize;
-    let rate = env_or("RATE", 1_200) as usize;
-    let seed = env_or("SEED", 7);
+/// The faults of one run, in an order shuffled by `rng`: how many of each
+/// comes from the environment.
+fn schedule(rng: &mut Rng) -> Vec<Fault> {
     let mut plan = Vec::new();
     plan.extend(std::iter::repeat_n(
         Fault::Kill,
@@ -270,10 +416,18 @@ fn run(guarantee: &'static str, transforms: bool) -> Figures {
         Fault::Interloper,
         env_or("INTERLOPERS", 1) as usize,
     ));
-    let mut rng = Rng(seed);
     for i in (1..plan.len()).rev() {
         plan.swap(i, rng.next(i + 1));
     }
+    plan
+}
+
+fn run(guarantee: &'static str, transforms: bool) -> Figures {
+    let records = env_or("RECORDS", 36_000) as usize;
+    let rate = env_or("RATE", 1_200) as usize;
+    let seed = env_or("SEED", 7);
+    let mut rng = Rng(seed);
+    let plan = schedule(&mut rng);
     eprintln!("[{guarantee}] {records} records at {rate}/s, seed {seed}, schedule {plan:?}");
 
     let name = if transforms {
@@ -327,6 +481,10 @@ topic = "{dlq}"
         .join(&p.group);
     keep_daemon_logs(&logs);
     let mut fleet = Fleet::start(cfg, &ids);
+    let flow = Flow {
+        written: written.clone(),
+        records,
+    };
     let mut fig = Figures {
         verify: serde_json::Value::Null,
         kills: 0,
@@ -354,65 +512,19 @@ topic = "{dlq}"
         let victim = rng.next(REPLICAS);
         match fault {
             Fault::Kill => {
-                // In mid-transaction: records consumed and not yet committed.
-                let d = &mut fleet.replicas[victim].daemon;
-                let t = Instant::now();
-                while d.metric("exactly_records_consumed_total")
-                    - d.metric("exactly_records_produced_total")
-                    < 1.0
-                    && t.elapsed() < Duration::from_secs(10)
-                {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                d.kill9();
-                let restarted = Instant::now();
-                let id = fleet.replicas[victim].id.clone();
-                fleet.replicas[victim].daemon = fleet.spawn(&id);
-                let d = &mut fleet.replicas[victim].daemon;
-                // Partitions flow again once it commits; only measurable
-                // while input still arrives.
-                let w = written.clone();
-                wait_until("the restarted replica's first commit", || {
-                    d.exited().is_some()
-                        || w.load(Ordering::Relaxed) >= records
-                        || d.metric("exactly_transactions_total{outcome=\"committed\"}") >= 1.0
-                });
-                if written.load(Ordering::Relaxed) < records && d.exited().is_none() {
-                    fig.kill_recovery.push(restarted.elapsed());
+                if let Some(t) = fleet.kill_mid_transaction(victim, &flow) {
+                    fig.kill_recovery.push(t);
                 }
                 fig.kills += 1;
             }
             Fault::Scale => {
-                let id = format!("{}-extra", p.group);
-                let mut extra = fleet.spawn(&id);
-                let joined = Instant::now();
-                // Its stop is a scale-in of a running replica: it must be
-                // up first (it may join after the input has all been
-                // written, when there is no first commit to wait for).
-                extra.wait_ready();
-                let w = written.clone();
-                wait_until("the new replica's first commit", || {
-                    extra.assert_alive();
-                    w.load(Ordering::Relaxed) >= records
-                        || extra.metric("exactly_transactions_total{outcome=\"committed\"}") >= 1.0
-                });
-                if written.load(Ordering::Relaxed) < records {
-                    fig.join_stall.push(joined.elapsed());
+                if let Some(t) = fleet.scale_out_and_in(&flow) {
+                    fig.join_stall.push(t);
                 }
-                let (status, took) = extra.terminate();
-                assert!(
-                    status.success() && took < Duration::from_secs(10),
-                    "scale-in: {status} after {took:?}"
-                );
                 fig.scales += 1;
             }
             Fault::Zombie => {
-                fleet.replicas[victim].daemon.signal("STOP");
-                // Past the session timeout: the others hold every partition.
-                wait_until("the others to take the zombie's partitions", || {
-                    fleet.assigned_elsewhere(victim) >= PARTITIONS as f64
-                });
-                fleet.replicas[victim].daemon.signal("CONT");
+                fleet.freeze_past_the_session(victim);
                 fig.zombies += 1;
             }
             Fault::Bounce => {
@@ -427,26 +539,7 @@ topic = "{dlq}"
                 fig.outages += 1;
             }
             Fault::Interloper => {
-                let id = fleet.replicas[victim].id.clone();
-                let interloper = interloper(&p.group, &id, &p.input);
-                wait_until(
-                    "the replica whose group.instance.id was taken to exit",
-                    || {
-                        // Polling drives the interloper's join and keeps it in.
-                        let _ = interloper.poll(Duration::from_millis(50));
-                        fleet.replicas[victim].daemon.exited().is_some()
-                    },
-                );
-                let status = fleet.replicas[victim].daemon.exited();
-                assert_eq!(
-                    status.and_then(|s| s.code()),
-                    Some(1),
-                    "a rival ends the replica with exit 1:\n{}",
-                    fleet.replicas[victim].daemon.log_text()
-                );
-                drop(interloper);
-                // The orchestrator restarts it under the same id.
-                fleet.heal();
+                fleet.interloper_takes_the_id_of(victim, &p.input);
                 fig.interlopers += 1;
             }
         }
@@ -457,41 +550,7 @@ topic = "{dlq}"
     }
 
     writer.join().unwrap();
-    let caught_up = Instant::now();
-    loop {
-        fleet.heal();
-        let (committed, end) = committed_and_end(&p.group, &p.input);
-        if end as usize == records && committed == end {
-            break;
-        }
-        if caught_up.elapsed() > WAIT {
-            for l in &fleet.exit_logs {
-                eprintln!("{l}");
-            }
-            // What the live replicas were doing when the group stopped
-            // making progress: the last lines of each log.
-            for r in &fleet.replicas {
-                let log = r.daemon.log_text();
-                let lines: Vec<&str> = log.lines().collect();
-                eprintln!("--- {} (alive), last 40 log lines ---", r.id);
-                for l in &lines[lines.len().saturating_sub(40)..] {
-                    eprintln!("{l}");
-                }
-                eprintln!(
-                    "    assigned {} consumed {} produced {}",
-                    r.daemon.metric("exactly_assigned_partitions"),
-                    r.daemon.metric("exactly_records_consumed_total"),
-                    r.daemon.metric("exactly_records_produced_total")
-                );
-            }
-            panic!(
-                "[{guarantee}] the group did not commit the end of the input ({committed}/{end}); every replica's log is in {}; exits: {:#?}",
-                logs.display(),
-                fleet.restarts_after_exit
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    fleet.wait_all_committed(&p.input, records, &logs, guarantee);
     fig.took = started.elapsed();
     let (stall, _) = monitor.finish();
     fig.longest_stall = stall;
