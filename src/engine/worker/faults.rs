@@ -109,8 +109,14 @@ mod disabled {
         /// Refuses a fault the environment asks for: this build cannot
         /// inject it.
         pub fn from_env() -> anyhow::Result<Faults> {
+            Self::from_lookup(|v| std::env::var_os(v).is_some())
+        }
+
+        /// As [`Faults::from_env`], with `is_set` telling which variables
+        /// are set.
+        pub fn from_lookup(is_set: impl Fn(&str) -> bool) -> anyhow::Result<Faults> {
             for variable in VARIABLES {
-                if std::env::var_os(variable).is_some() {
+                if is_set(variable) {
                     bail!("{variable} is set, but this build has no fault injection (build with the cargo feature test-faults, as scripts/test.sh does)");
                 }
             }
@@ -135,4 +141,20 @@ mod disabled {
 
     /// Never called: `redeliver_now` is always false.
     pub fn redeliver(_: &Clients, _: &TopicPartitionList) {}
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_fault_asked_of_a_build_without_injection_is_refused_by_name() {
+            assert!(Faults::from_lookup(|_| false).is_ok());
+            for variable in VARIABLES {
+                let Err(e) = Faults::from_lookup(|v| v == variable) else {
+                    panic!("{variable} accepted by a build without fault injection");
+                };
+                assert!(e.to_string().starts_with(variable), "{e}");
+            }
+        }
+    }
 }
