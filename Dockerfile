@@ -141,7 +141,11 @@ COPY --from=binary /out/doc/ /out/doc/
 #   dynamic loader at the path compiled into the binary (glibc >= 2.34 has
 #   the `files` and `dns` name services built in, so no libnss_* modules);
 # - the copyright notices of the Debian packages they come from (where the
-#   base image has them: slim images drop doc directories that are links);
+#   base image has them: slim images drop doc directories that are links),
+#   and those packages' dpkg status entries in /var/lib/dpkg/status.d/ (one
+#   file a package, as distroless images keep them) with /etc/os-release,
+#   so that SBOM scanners (scripts/sbom.sh) name them, their versions and
+#   their distribution;
 # - exactly's LICENSE and the notices of the C libraries and Rust crates
 #   compiled into it, in /usr/share/doc/exactly/;
 # - the CA bundle; passwd and group with a fixed, non-root uid/gid (10001),
@@ -154,10 +158,15 @@ RUN set -eu; \
         case "$lib" in /*) ;; *) continue ;; esac; \
         cp -L --parents "$lib" /rootfs; \
         owner=$(dpkg -S "$lib"); \
-        notice="/usr/share/doc/${owner%%:*}/copyright"; \
+        pkg=${owner%%:*}; \
+        notice="/usr/share/doc/$pkg/copyright"; \
         if [ -e "$notice" ]; then cp -L --parents "$notice" /rootfs; fi; \
+        mkdir -p /rootfs/var/lib/dpkg/status.d; \
+        dpkg-query -s "$pkg" > "/rootfs/var/lib/dpkg/status.d/$pkg"; \
     done; \
     cp --parents /usr/share/doc/ca-certificates/copyright /rootfs; \
+    dpkg-query -s ca-certificates > /rootfs/var/lib/dpkg/status.d/ca-certificates; \
+    cp -L --parents /etc/os-release /rootfs; \
     for doc in LICENSE c-libraries.txt rust-crates.txt; do \
         if [ -e "/out/doc/$doc" ]; then \
             install -D -m 0644 "/out/doc/$doc" "/rootfs/usr/share/doc/exactly/$doc"; \

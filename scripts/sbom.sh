@@ -13,8 +13,10 @@
 #   exactly-VERSION-TARGET.spdx.json   the same in SPDX 2.3 (syft convert)
 #   exactly-image-VERSION.cdx.json     the image scripts/containers.sh builds:
 #   exactly-image-VERSION.spdx.json    every file with its SHA-256 (syft scan),
-#                                      and the packages syft recognises in it
-#                                      (docs/supply-chain.md: why none yet)
+#                                      the OS and the Debian packages the image
+#                                      takes files from (their dpkg entries are
+#                                      in /var/lib/dpkg/status.d/); the crates
+#                                      are in the binary's SBOM above
 #
 #   scripts/sbom.sh            both; the image part needs root and podman, and
 #                              builds target/release/exactly first if missing
