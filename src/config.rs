@@ -439,12 +439,32 @@ const PRODUCER_OWNED_EXACTLY_ONCE: &[(&str, &str)] = &[
         "transactions require the idempotent producer",
     ),
     ("acks", "transactions require acks=all"),
+    (
+        "request.required.acks",
+        "librdkafka's name for acks; transactions require acks=all",
+    ),
     ("bootstrap.servers", "set it as kafka.bootstrap_servers"),
 ];
+/// at_least_once promises no loss: a write counts once every in-sync replica
+/// has it (`acks=all`), and a retried write is not stored twice
+/// (idempotence). Neither may be weakened.
 const PRODUCER_OWNED_AT_LEAST_ONCE: &[(&str, &str)] = &[
     (
         "transactional.id",
         "at_least_once mode does not use transactions",
+    ),
+    (
+        "enable.idempotence",
+        "the idempotent producer keeps retried writes from being stored twice or out of order",
+    ),
+    (
+        "acks",
+        "an output counts as written only when every in-sync replica has it (acks=all); \
+         fewer acknowledgements lose records when a leader fails",
+    ),
+    (
+        "request.required.acks",
+        "librdkafka's name for acks; outputs need acks=all",
     ),
     ("bootstrap.servers", "set it as kafka.bootstrap_servers"),
 ];

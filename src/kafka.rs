@@ -195,9 +195,8 @@ pub fn producer_config(
                 .set("acks", "all");
         }
         Guarantee::AtLeastOnce => {
-            if !table.contains_key("enable.idempotence") {
-                cfg.set("enable.idempotence", "true");
-            }
+            // Not settable (config refuses both): no loss, no stored retries.
+            cfg.set("enable.idempotence", "true").set("acks", "all");
         }
     }
     cfg

@@ -29,6 +29,53 @@ fn write(text: &str) -> (tempfile::TempDir, String) {
     (dir, path.to_str().unwrap().to_owned())
 }
 
+/// Durability is not a tuning knob: in at_least_once mode too, `acks=all`
+/// and idempotence cannot be weakened, from the file or the environment.
+#[test]
+fn at_least_once_refuses_weaker_acks_or_idempotence_by_name() {
+    let alo = format!("{GOOD}\n[processing]\nguarantee = \"at_least_once\"\n");
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(&str, Env, &str)] = &[
+        (
+            "[kafka.producer]\n\"acks\" = \"1\"",
+            &[],
+            "kafka.producer.\"acks\"",
+        ),
+        (
+            "[kafka.producer]\n\"enable.idempotence\" = \"false\"",
+            &[],
+            "kafka.producer.\"enable.idempotence\"",
+        ),
+        (
+            "[kafka.producer]",
+            &[("EXACTLY__KAFKA__CLIENT__ACKS", "0")],
+            "kafka.client.\"acks\"",
+        ),
+        (
+            "[kafka.producer]",
+            &[("EXACTLY__KAFKA__PRODUCER__REQUEST_REQUIRED_ACKS", "1")],
+            "kafka.producer.\"request.required.acks\"",
+        ),
+    ];
+    for (replacement, env, key) in cases {
+        let text = alo.replacen("[kafka.producer]", replacement, 1);
+        let (_d, path) = write(&text);
+        for cmd in ["check", "run"] {
+            let (code, _, err) = exactly(&[cmd, "--config", &path], env);
+            assert_eq!(code, 2, "{cmd} with {replacement} {env:?}: {err}");
+            assert!(err.contains(key), "{cmd}: error should name {key}: {err}");
+            assert!(
+                err.contains("acks=all") || err.contains("idempotent"),
+                "{err}"
+            );
+        }
+    }
+    // The same file without the override is accepted.
+    let (_d, path) = write(&alo);
+    let (code, _, err) = exactly(&["check", "--config", &path], &[]);
+    assert_eq!(code, 0, "{err}");
+}
+
 #[test]
 fn each_invalid_configuration_names_the_key_and_exits_2() {
     let cases: &[(&str, &str, &str)] = &[

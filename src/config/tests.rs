@@ -237,14 +237,30 @@ fn properties_that_would_break_the_guarantee_are_refused() {
 }
 
 #[test]
-fn at_least_once_may_tune_idempotence() {
-    let text = MINIMAL
-        .replace("\"exactly_once\"", "\"at_least_once\"")
-        .replace(
-            "[kafka.producer]",
-            "[kafka.producer]\n\"enable.idempotence\" = \"false\"",
-        );
-    Settings::parse(&text, no_env()).unwrap();
+fn at_least_once_cannot_weaken_acks_or_idempotence() {
+    for (prop, value) in [
+        ("enable.idempotence", "false"),
+        ("acks", "1"),
+        ("acks", "0"),
+        ("request.required.acks", "1"),
+    ] {
+        let line = format!("\"{prop}\" = \"{value}\"");
+        let at_least_once = MINIMAL.replace("\"exactly_once\"", "\"at_least_once\"");
+        for (table, text) in [
+            (
+                "kafka.producer",
+                at_least_once.replace("[kafka.producer]", &format!("[kafka.producer]\n{line}")),
+            ),
+            (
+                "kafka.client",
+                format!("{at_least_once}\n[kafka.client]\n{line}\n"),
+            ),
+        ] {
+            let (key, msg) = err_of(&text, no_env());
+            assert_eq!(key, format!("{table}.\"{prop}\""), "{text}");
+            assert!(msg.contains("managed by exactly"), "{msg}");
+        }
+    }
 }
 
 #[test]
