@@ -70,25 +70,34 @@ run_java() { # CLASS ARGS... (foreground)
     -Dkafka.logs.dir="${KAFKA_LOG_DIR:-/tmp}" -cp "$home/*" "$@"
 }
 
-# Starts the broker configured in $1/server.properties and waits until it
-# answers a metadata request.
-launch() {
-  local dir=$1
+# Starts the JVM of the broker configured in $1/server.properties, and
+# returns at once. A cluster node's directory may hold `heap` (JVM memory
+# options) and `netns` (the network namespace it runs in;
+# scripts/cluster.sh writes both).
+spawn() {
+  local dir=$1 heap=(-Xms256m -Xmx1g) prefix=()
   : >"$dir/logs/server.log"
+  [ -f "$dir/heap" ] && read -r -a heap <"$dir/heap"
+  [ -f "$dir/netns" ] && prefix=(ip netns exec "$(cat "$dir/netns")")
   # setsid: the broker must not die with the shell that started it, and must
-  # not receive the terminal's signals; we stop it by pid.
+  # not receive the terminal's signals; we stop it by pid. (setsid and
+  # `ip netns exec` both exec, so $! is the JVM's pid.)
   # GC pauses go to logs/gc.log: a broker that stalls for seconds (a
   # session timing out, the controller fencing its own broker) is told apart
   # from a long collection there.
-  setsid java -Xms256m -Xmx1g -XX:+UseG1GC \
+  setsid "${prefix[@]}" java "${heap[@]}" -XX:+UseG1GC \
     -Xlog:gc:file="$dir/logs/gc.log":time,uptime,level,tags \
     -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
     -Dkafka.logs.dir="$dir/logs" \
     -cp "$home/*" kafka.Kafka "$dir/server.properties" \
     >"$dir/logs/stdout.log" 2>&1 </dev/null &
-  local pid=$!
-  echo "$pid" >"$dir/pid"
-  local bootstrap
+  echo "$!" >"$dir/pid"
+}
+
+# Waits until the broker in $1 answers a metadata request.
+await_ready() {
+  local dir=$1 pid bootstrap
+  pid=$(cat "$dir/pid")
   bootstrap=$(cat "$dir/bootstrap")
   local deadline=$((SECONDS + ${EXACTLY_KAFKA_START_TIMEOUT:-120}))
   # The port opens before the broker can serve metadata: wait for the
@@ -103,6 +112,12 @@ launch() {
     [ $SECONDS -lt "$deadline" ] || die "broker does not answer metadata requests (logs in $dir/logs)"
     sleep 0.5
   done
+}
+
+# Starts the broker configured in $1 and waits until it serves metadata.
+launch() {
+  spawn "$1"
+  await_ready "$1"
 }
 
 start() {
@@ -234,6 +249,9 @@ tool() {
   fetch
   KAFKA_LOG_DIR="$dir/logs" run_java "$@"
 }
+
+# scripts/cluster.sh sources this file for its functions.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
 
 cmd=${1:-}
 [ $# -gt 0 ] && shift
