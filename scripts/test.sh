@@ -3,6 +3,9 @@
 # against real Apache Kafka brokers that this script starts (once, shared by
 # every test binary) and stops: a plain one, and a secured one (SASL_SSL,
 # mTLS, ACLs; scripts/kafka.sh start --secure) for tests/security.rs.
+# tests/cluster.rs starts a three-broker cluster of its own
+# (scripts/cluster.sh) for its reduced fault run: a transaction
+# coordinator killed, a rolling restart; tests/chaos.rs a broker of its own.
 #
 #   scripts/test.sh [extra cargo test arguments]
 set -euo pipefail

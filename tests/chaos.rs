@@ -16,13 +16,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use support::*;
 
 const PARTITIONS: i32 = 12;
@@ -57,84 +55,7 @@ impl Rng {
     }
 }
 
-struct Replica {
-    id: String,
-    daemon: Daemon,
-}
-
-/// The replicas, and the orchestrator's duty: restart whatever exits.
-struct Fleet {
-    cfg: DaemonConfig,
-    replicas: Vec<Replica>,
-    restarts_after_exit: Vec<String>,
-    exit_logs: Vec<String>,
-}
-
 impl Fleet {
-    fn start(cfg: DaemonConfig, ids: &[String]) -> Fleet {
-        let mut f = Fleet {
-            cfg,
-            replicas: Vec::new(),
-            restarts_after_exit: Vec::new(),
-            exit_logs: Vec::new(),
-        };
-        for id in ids {
-            let d = f.spawn(id);
-            f.replicas.push(Replica {
-                id: id.clone(),
-                daemon: d,
-            });
-        }
-        f
-    }
-
-    fn spawn(&self, id: &str) -> Daemon {
-        let cfg = DaemonConfig {
-            transactional_id: id.to_owned(),
-            group: self.cfg.group.clone(),
-            input: self.cfg.input.clone(),
-            output: self.cfg.output.clone(),
-            guarantee: self.cfg.guarantee,
-            commit_interval_ms: self.cfg.commit_interval_ms,
-            min_commit_interval_ms: self.cfg.min_commit_interval_ms,
-            max_batch_records: self.cfg.max_batch_records,
-            extra_toml: self.cfg.extra_toml.clone(),
-            extra_env: self.cfg.extra_env.clone(),
-            bootstrap: self.cfg.bootstrap.clone(),
-        };
-        Daemon::start(&cfg)
-    }
-
-    /// Restarts replicas that exited on their own (a fenced zombie, a fatal
-    /// error after a broker bounce), as an orchestrator would.
-    fn heal(&mut self) {
-        for i in 0..self.replicas.len() {
-            if let Some(status) = self.replicas[i].daemon.exited() {
-                let log = self.replicas[i].daemon.log_text();
-                let cause = log
-                    .lines()
-                    .rev()
-                    .find(|l| l.contains("ERROR"))
-                    .unwrap_or("")
-                    .to_owned();
-                self.restarts_after_exit.push(format!(
-                    "{} exited ({status}): {}",
-                    self.replicas[i].id,
-                    strip_ansi(&cause)
-                ));
-                let tail: Vec<&str> = log.lines().rev().take(25).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
-                self.exit_logs.push(format!(
-                    "--- {} ({status}) ---\n{}",
-                    self.replicas[i].id,
-                    strip_ansi(&tail.join("\n"))
-                ));
-                let id = self.replicas[i].id.clone();
-                self.replicas[i].daemon = self.spawn(&id);
-            }
-        }
-    }
-
     /// `kill -9` of replica `victim` in mid-transaction (records consumed
     /// and not yet committed), and its restart. Returns the time from the
     /// restart to its first commit, while input still flows.
@@ -223,60 +144,6 @@ impl Fleet {
         drop(interloper);
         self.heal();
     }
-
-    /// Waits, restarting what exits, until the group has committed the end
-    /// of the input; on a timeout prints what each replica was doing and
-    /// fails.
-    fn wait_all_committed(&mut self, input: &str, records: usize, logs: &Path, guarantee: &str) {
-        let caught_up = Instant::now();
-        loop {
-            self.heal();
-            let (committed, end) = committed_and_end(&self.cfg.group, input);
-            if end as usize == records && committed == end {
-                return;
-            }
-            if caught_up.elapsed() > WAIT {
-                self.print_state();
-                panic!(
-                    "[{guarantee}] the group did not commit the end of the input ({committed}/{end}); every replica's log is in {}; exits: {:#?}",
-                    logs.display(),
-                    self.restarts_after_exit
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// The exits so far, and what the live replicas were doing: the last
-    /// lines of each log and its counters.
-    fn print_state(&self) {
-        for l in &self.exit_logs {
-            eprintln!("{l}");
-        }
-        for r in &self.replicas {
-            let log = r.daemon.log_text();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!("--- {} (alive), last 40 log lines ---", r.id);
-            for l in &lines[lines.len().saturating_sub(40)..] {
-                eprintln!("{l}");
-            }
-            eprintln!(
-                "    assigned {} consumed {} produced {}",
-                r.daemon.metric("exactly_assigned_partitions"),
-                r.daemon.metric("exactly_records_consumed_total"),
-                r.daemon.metric("exactly_records_produced_total")
-            );
-        }
-    }
-
-    fn assigned_elsewhere(&self, except: usize) -> f64 {
-        self.replicas
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != except)
-            .map(|(_, r)| r.daemon.metric("exactly_assigned_partitions"))
-            .sum()
-    }
 }
 
 /// The input's progress, shared with the writer thread.
@@ -289,65 +156,6 @@ impl Flow {
     /// Whether input is still being written.
     fn flowing(&self) -> bool {
         self.written.load(Ordering::Relaxed) < self.records
-    }
-}
-
-/// Watches the output as a read_committed reader does and records the
-/// longest gap between two arrivals.
-struct Monitor {
-    stop: Arc<AtomicBool>,
-    longest: Arc<Mutex<Duration>>,
-    seen: Arc<AtomicUsize>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Monitor {
-    fn start(topic: &str) -> Monitor {
-        let stop = Arc::new(AtomicBool::new(false));
-        let longest = Arc::new(Mutex::new(Duration::ZERO));
-        let seen = Arc::new(AtomicUsize::new(0));
-        let c: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &broker().bootstrap)
-            .set("group.id", unique("monitor"))
-            .set("isolation.level", "read_committed")
-            .create()
-            .unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        c.assign(&tpl).unwrap();
-        let (s, l, n) = (stop.clone(), longest.clone(), seen.clone());
-        let handle = std::thread::spawn(move || {
-            let mut last: Option<Instant> = None;
-            while !s.load(Ordering::Relaxed) {
-                if let Some(Ok(_)) = c.poll(Duration::from_millis(100)) {
-                    let now = Instant::now();
-                    if let Some(prev) = last {
-                        let mut g = l.lock().unwrap();
-                        *g = (*g).max(now - prev);
-                    }
-                    last = Some(now);
-                    n.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        Monitor {
-            stop,
-            longest,
-            seen,
-            handle: Some(handle),
-        }
-    }
-
-    fn finish(mut self) -> (Duration, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.take().unwrap().join().unwrap();
-        (
-            *self.longest.lock().unwrap(),
-            self.seen.load(Ordering::Relaxed),
-        )
     }
 }
 
@@ -452,7 +260,7 @@ fn run(guarantee: &'static str, transforms: bool) -> Figures {
         std::thread::spawn(move || produce_counted(&topic, input, rate, &w))
     };
     let started = Instant::now();
-    let monitor = Monitor::start(&p.output);
+    let monitor = Monitor::start(&p.output, PARTITIONS);
     let mut cfg = DaemonConfig::new(&p.group, &p.input, &p.output, "unused");
     cfg.guarantee = guarantee;
     if transforms {

@@ -16,6 +16,9 @@ use super::*;
 
 pub struct Broker {
     pub bootstrap: String,
+    /// The replication factor of the topics the tests create: 1 on a
+    /// single broker, 3 on the cluster.
+    pub replication: i32,
     pub(super) _dir: Option<tempfile::TempDir>,
 }
 
@@ -27,6 +30,7 @@ pub fn broker() -> &'static Broker {
         if let Ok(bootstrap) = std::env::var("EXACTLY_TEST_BOOTSTRAP") {
             return Broker {
                 bootstrap,
+                replication: 1,
                 _dir: None,
             };
         }
@@ -115,6 +119,7 @@ pub fn start_owned_broker() -> Broker {
         let bootstrap = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         Broker {
             bootstrap,
+            replication: 1,
             _dir: Some(dir),
         }
     }
@@ -155,7 +160,11 @@ pub fn create_topic_with(name: &str, partitions: i32, configs: &[(&str, &str)]) 
         .set("bootstrap.servers", &broker().bootstrap)
         .create()
         .unwrap();
-    let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let mut topic = NewTopic::new(
+        name,
+        partitions,
+        TopicReplication::Fixed(broker().replication),
+    );
     for (k, v) in configs {
         topic = topic.set(k, v);
     }

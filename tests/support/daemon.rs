@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::*;
 
 /// Configuration of a test daemon.
+#[derive(Clone)]
 pub struct DaemonConfig {
     pub group: String,
     pub input: String,

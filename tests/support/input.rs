@@ -21,19 +21,20 @@ pub struct Rec {
 /// The input of a test: `count` records over `keys` keys, `seq` header and
 /// value `k<key>:<seq>` so that per-key order can be checked.
 pub fn input_records(count: usize, keys: usize) -> Vec<Rec> {
-    (0..count)
-        .map(|i| {
-            let key = format!("k{}", i % keys);
-            Rec {
-                value: Some(format!("{key}:{i}").into_bytes()),
-                key: Some(key.into_bytes()),
-                headers: vec![
-                    ("seq".into(), Some(i.to_string().into_bytes())),
-                    ("null-header".into(), None),
-                ],
-            }
-        })
-        .collect()
+    (0..count).map(|i| input_record(i, keys)).collect()
+}
+
+/// Record `i` of [`input_records`].
+pub fn input_record(i: usize, keys: usize) -> Rec {
+    let key = format!("k{}", i % keys);
+    Rec {
+        value: Some(format!("{key}:{i}").into_bytes()),
+        key: Some(key.into_bytes()),
+        headers: vec![
+            ("seq".into(), Some(i.to_string().into_bytes())),
+            ("null-header".into(), None),
+        ],
+    }
 }
 
 pub fn producer() -> ThreadedProducer<DefaultProducerContext> {

@@ -13,6 +13,9 @@
 //! - `output`: what a read_committed consumer sees, committed offsets;
 //! - `audit`: the exactly-once audit and `exactly verify`;
 //! - `daemon`: the daemon as a child process;
+//! - `fleet`: replicas restarted as an orchestrator would, and a reader
+//!   that times every output's arrival;
+//! - `cluster`: the three-broker cluster (`scripts/cluster.sh`);
 //! - `process`: signals, free ports, the command line;
 //! - `secure` (and `prometheus.rs`, used by one test): the secured broker.
 
@@ -23,6 +26,7 @@ use std::time::{Duration, Instant};
 mod audit;
 mod broker;
 mod daemon;
+mod fleet;
 mod input;
 mod output;
 mod process;
@@ -35,6 +39,8 @@ pub use broker::*;
 #[allow(unused_imports)]
 pub use daemon::*;
 #[allow(unused_imports)]
+pub use fleet::*;
+#[allow(unused_imports)]
 pub use input::*;
 #[allow(unused_imports)]
 pub use output::*;
@@ -44,6 +50,7 @@ pub use process::*;
 /// Deadline for waits that should take seconds; exceeded only by a bug.
 pub const WAIT: Duration = Duration::from_secs(120);
 
+pub mod cluster;
 pub mod secure;
 
 /// Polls `cond` until it holds; panics after [`WAIT`].

@@ -57,6 +57,7 @@ pub fn secure() -> &'static Secure {
             BROKER
                 .set(Broker {
                     bootstrap,
+                    replication: 1,
                     _dir: owned
                 })
                 .is_ok(),
