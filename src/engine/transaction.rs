@@ -6,6 +6,10 @@
 //!   with the consumer's group metadata, `commit_transaction`.
 //! - `at_least_once`: produce, flush (wait for every acknowledgement), then
 //!   commit the positions through the consumer.
+//!
+//! Parts: `delivery` (the producer context: failed deliveries), `failure`
+//! (what a failed call means), `retry` (retrying a call within its budgets),
+//! `watchdog` (a call stuck in librdkafka past its timeout ends the process).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -22,6 +26,7 @@ use crate::transform::Record;
 mod delivery;
 mod failure;
 mod retry;
+mod watchdog;
 
 pub use delivery::DeliveryContext;
 pub use failure::TxnFailure;

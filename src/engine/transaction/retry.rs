@@ -44,7 +44,12 @@ pub(super) fn retry(
                 "{call} was not attempted: the stop budget is spent"
             )));
         };
-        let err = match f(timeout) {
+        // A call stuck in librdkafka past its own timeout ends the process
+        // (see `watchdog`).
+        let guard = super::watchdog::arm(call, timeout);
+        let result = f(timeout);
+        drop(guard);
+        let err = match result {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
